@@ -1,0 +1,37 @@
+# Everything a fresh machine needs: `make test` and `make demo` create the venv
+# and install what they use (test servers included) on first run.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-test
+
+.PHONY: install test lint typecheck demo bench completions clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[test]'
+	touch $@
+
+install: $(STAMP)
+
+lint: $(STAMP)
+	$(BIN)/ruff check fluppy_cli tests
+	$(BIN)/ruff format --check fluppy_cli tests
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+test: lint typecheck
+	$(BIN)/python -m pytest --cov=fluppy_cli --cov-branch --cov-report=term-missing:skip-covered
+
+demo: $(STAMP)
+	$(BIN)/python tests/demo.py
+
+completions: $(STAMP)
+	_FLUPPY_COMPLETE=bash_source $(BIN)/fluppy > completions/fluppy.bash
+	_FLUPPY_COMPLETE=zsh_source $(BIN)/fluppy > completions/_fluppy
+	_FLUPPY_COMPLETE=fish_source $(BIN)/fluppy > completions/fluppy.fish
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage .coverage.* *.egg-info

@@ -1,0 +1,7 @@
+"""``python -m fluppy_cli``."""
+
+import sys
+
+from fluppy_cli.cli import main
+
+sys.exit(main())
