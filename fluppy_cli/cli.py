@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from datetime import datetime, timezone
@@ -18,7 +19,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from fluppy_cli import __version__, plan
-from fluppy_cli.errors import ExitStatus, FluppyError, UsageError
+from fluppy_cli.errors import ExitStatus, FluppyError, Interrupted, UsageError
 
 if TYPE_CHECKING:
     from fluppy_cli.credentials import CredentialCache, TemporaryCredentials
@@ -260,6 +261,7 @@ def upload(
     from fluppy_cli.s3 import S3Client
 
     _setup_logging(debug)
+    _handle_signals()
     dest = settings.parse_destination(to)
     options = UploadOptions(
         part_size=plan.check_part_size(plan.parse_size(part_size, option="--part-size")),
@@ -405,6 +407,23 @@ def _setup_logging(debug: bool) -> None:
     logger.setLevel(logging.DEBUG)
 
 
+def _handle_signals() -> None:
+    """SIGINT and SIGTERM stop the upload cleanly (in-flight requests end, open
+    multipart uploads are dealt with); a second signal exits at once."""
+    received: list[str] = []
+
+    def on_signal(signum: int, _frame: object) -> None:
+        name = signal.Signals(signum).name
+        if received:
+            print(f"fluppy: {name} again, exiting now", file=sys.stderr, flush=True)
+            os._exit(ExitStatus.TERMINATED if name == "SIGTERM" else ExitStatus.INTERRUPTED)
+        received.append(name)
+        raise Interrupted(f"interrupted by {name}", signal_name=name)
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+
+
 class _Reported(FluppyError):
     """Failures already printed one by one; only the summary line is left."""
 
@@ -433,6 +452,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
         print(f"fluppy: error: {message}{hint}", file=sys.stderr)
         return ExitStatus.USAGE
+    except Interrupted as exc:
+        print(f"fluppy: {exc}", file=sys.stderr)
+        return exc.exit_status
     except FluppyError as exc:
         print(f"fluppy: error: {exc}", file=sys.stderr)
         return exc.exit_status

@@ -76,7 +76,7 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGTERM)
     try:
-        proc.wait(10)
+        proc.wait(3)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
@@ -203,9 +203,25 @@ def start_seaweed() -> Seaweed:
     }
     Path(work, "identities.json").write_text(json.dumps(identities))
     Path(work, "data").mkdir()
-    ports = [free_port(with_grpc=True) for _ in range(4)]
-    s3_port, master, volume, filer = ports
-    proc = subprocess.Popen(
+    ports = [free_port(with_grpc=True) for _ in range(6)]
+    with open(Path(work, "weed.log"), "wb") as log:
+        proc = _start_weed(work, log, ports)
+    wait_for_port(ports[0], proc)
+    weed = Seaweed(f"http://127.0.0.1:{ports[0]}", key, secret, proc, work)
+    deadline = time.monotonic() + 60
+    while True:  # the S3 port opens before the filer is ready for buckets
+        try:
+            weed.client().create_bucket(Bucket=BUCKET)  # type: ignore[attr-defined]
+            return weed
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+
+def _start_weed(work: str, log: object, ports: list[int]) -> subprocess.Popen[bytes]:
+    s3_port, master, volume, filer, iceberg, lance = ports
+    return subprocess.Popen(
         [
             _bin("weed"),
             "server",
@@ -216,24 +232,15 @@ def start_seaweed() -> Seaweed:
             f"-master.port={master}",
             f"-volume.port={volume}",
             f"-filer.port={filer}",
+            f"-s3.port.iceberg={iceberg}",  # its default, 8181, may be taken
+            f"-s3.port.lance={lance}",
             "-ip=127.0.0.1",
             "-ip.bind=127.0.0.1",
         ],
-        stdout=open(Path(work, "weed.log"), "wb"),  # noqa: SIM115 - lives as long as the server
+        stdout=log,  # type: ignore[arg-type]
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
-    wait_for_port(s3_port, proc)
-    weed = Seaweed(f"http://127.0.0.1:{s3_port}", key, secret, proc, work)
-    deadline = time.monotonic() + 60
-    while True:  # the S3 port opens before the filer is ready for buckets
-        try:
-            weed.client().create_bucket(Bucket=BUCKET)  # type: ignore[attr-defined]
-            return weed
-        except Exception:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.5)
 
 
 class Proxy:
@@ -250,6 +257,7 @@ class Proxy:
         self.drop_next = 0
         self.corrupt_next: int | None = None
         self.connections = 0
+        self.corrupted = 0
         self._sock = socket.socket()
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._sock.bind(("127.0.0.1", 0))
@@ -303,6 +311,7 @@ class Proxy:
                 if corrupt is not None and seen <= corrupt < seen + len(data):
                     i = corrupt - seen
                     data = data[:i] + bytes([data[i] ^ 0xFF]) + data[i + 1 :]
+                    self.corrupted += 1
                 seen += len(data)
                 if up and self.rate:
                     time.sleep(len(data) / self.rate)
