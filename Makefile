@@ -28,10 +28,11 @@ test: lint typecheck
 demo: $(STAMP)
 	$(BIN)/python tests/demo.py
 
+# The scripts call back into `fluppy` for candidates, so they stay right as options change.
 completions: $(STAMP)
-	_FLUPPY_COMPLETE=bash_source $(BIN)/fluppy > completions/fluppy.bash
-	_FLUPPY_COMPLETE=zsh_source $(BIN)/fluppy > completions/_fluppy
-	_FLUPPY_COMPLETE=fish_source $(BIN)/fluppy > completions/fluppy.fish
+	_FLUPPY_COMPLETE=source_bash $(BIN)/fluppy > completions/fluppy.bash
+	_FLUPPY_COMPLETE=source_zsh $(BIN)/fluppy > completions/_fluppy
+	_FLUPPY_COMPLETE=source_fish $(BIN)/fluppy > completions/fluppy.fish
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage .coverage.* *.egg-info

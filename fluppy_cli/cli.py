@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 app = typer.Typer(
     name="fluppy",
     help="Upload files to S3 with short-lived credentials, signed locally.",
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},

@@ -229,11 +229,16 @@ class RichDisplay:
                     p.update(self._total, advance=event.delta)
             elif isinstance(event, FileDone):
                 self._finish(event.result.job.key)
-                p.console.print(summary_line(event.result), highlight=False)
+                p.console.print(summary_line(event.result), highlight=False, soft_wrap=True)
             elif isinstance(event, FileFailed):
                 self._finish(event.job.key)
             elif isinstance(event, Notice):
-                p.console.print(f"fluppy: warning: {event.message}", highlight=False, markup=False)
+                p.console.print(
+                    f"fluppy: warning: {event.message}",
+                    highlight=False,
+                    markup=False,
+                    soft_wrap=True,
+                )
 
     def _finish(self, key: str) -> None:
         task = self._tasks.pop(key, None)

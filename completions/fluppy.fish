@@ -1,0 +1,1 @@
+complete --command fluppy --no-files --arguments "(env _FLUPPY_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=get-args _TYPER_COMPLETE_ARGS=(commandline -cp) fluppy)" --condition "env _FLUPPY_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=is-args _TYPER_COMPLETE_ARGS=(commandline -cp) fluppy"
