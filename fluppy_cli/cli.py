@@ -7,11 +7,12 @@ botocore) are imported inside the commands so that ``fluppy --version`` and
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import datetime, timezone
 from enum import Enum
 from typing import TYPE_CHECKING, Annotated, Any
@@ -23,7 +24,7 @@ from fluppy_cli.errors import ExitStatus, FluppyError, Interrupted, UsageError
 
 if TYPE_CHECKING:
     from fluppy_cli.credentials import CredentialCache, TemporaryCredentials
-    from fluppy_cli.engine import FileResult
+    from fluppy_cli.engine import FileResult, Job
 
 app = typer.Typer(
     name="fluppy",
@@ -261,59 +262,67 @@ def upload(
     from fluppy_cli.s3 import S3Client
 
     _setup_logging(debug)
-    _handle_signals()
-    dest = settings.parse_destination(to)
-    options = UploadOptions(
-        part_size=plan.check_part_size(plan.parse_size(part_size, option="--part-size")),
-        threshold=plan.parse_size(multipart_threshold, option="--multipart-threshold"),
-        concurrency=settings.check_concurrency(concurrency),
-        checksum=checksums.get(checksum.value),
-        metadata=settings.parse_metadata(metadata or []),
-        retries=_check_retries(retries),
-    )
-    endpoint_url = settings.check_endpoint_url(endpoint_url)
-    source = settings.credential_source(
-        command=creds_cmd, url=creds_url, headers=creds_header or [], timeout=creds_timeout
-    )
-    if dest.bucket is not None:  # bad paths fail before any credential is fetched
-        make_jobs(paths, bucket=dest.bucket, dest_key=dest.key, exact_key=key, content_type=None)
-
-    display = make_display(
-        mode=progress.value, json_output=json_output, quiet=quiet, out=sys.stdout, err=sys.stderr
-    )
-    results: list[FileResult | FluppyError] = []
-    try:
-        cache = _cache(source, display)
-        creds = cache.get()
-        bucket = dest.bucket or creds.bucket
-        if not bucket:
-            msg = "no bucket: the credentials do not name one"
-            raise UsageError(msg, hint="give --to s3://BUCKET/")
-        jobs = make_jobs(
-            paths, bucket=bucket, dest_key=dest.key, exact_key=key, content_type=content_type
+    with _signals_stop_the_upload():
+        dest = settings.parse_destination(to)
+        options = UploadOptions(
+            part_size=plan.check_part_size(plan.parse_size(part_size, option="--part-size")),
+            threshold=plan.parse_size(multipart_threshold, option="--multipart-threshold"),
+            concurrency=settings.check_concurrency(concurrency),
+            checksum=checksums.get(checksum.value),
+            metadata=settings.parse_metadata(metadata or []),
+            retries=_check_retries(retries),
         )
-        with httpx.Client(
-            timeout=httpx.Timeout(120.0, connect=15.0),
-            limits=httpx.Limits(max_connections=concurrency + 2),
-            follow_redirects=False,
-        ) as http:
-            client = S3Client(
-                http,
-                _signer(cache, region, creds),
-                _endpoint(endpoint_url, region, creds, path_style),
+        endpoint_url = settings.check_endpoint_url(endpoint_url)
+        source = settings.credential_source(
+            command=creds_cmd, url=creds_url, headers=creds_header or [], timeout=creds_timeout
+        )
+
+        def jobs_for(bucket: str) -> list[Job]:
+            return make_jobs(
+                paths, bucket=bucket, dest_key=dest.key, exact_key=key, content_type=content_type
             )
-            results = Engine(client, options, on_event=display.handle).run(jobs)
-    finally:
-        display.close()
-    failures = [r for r in results if isinstance(r, FluppyError)]
-    if not failures:
-        return
-    if len(results) > 1:
-        for failure in failures:
-            print(error_line(failure), file=sys.stderr)
-        msg = f"{len(failures)} of {len(results)} files failed"
-        raise _Reported(msg, failures[0].exit_status)
-    raise failures[0]
+
+        # With the bucket known, bad paths fail before any credential is fetched.
+        jobs = jobs_for(dest.bucket) if dest.bucket else None
+
+        display = make_display(
+            mode=progress.value,
+            json_output=json_output,
+            quiet=quiet,
+            out=sys.stdout,
+            err=sys.stderr,
+        )
+        results: list[FileResult | FluppyError] = []
+        try:
+            cache = _cache(source, display)
+            creds = cache.get()
+            if jobs is None:
+                if not creds.bucket:
+                    msg = "no bucket: the credentials do not name one"
+                    raise UsageError(msg, hint="give --to s3://BUCKET/")
+                jobs = jobs_for(creds.bucket)
+            with httpx.Client(
+                timeout=httpx.Timeout(120.0, connect=15.0),
+                limits=httpx.Limits(max_connections=concurrency + 2),
+                follow_redirects=False,
+            ) as http:
+                client = S3Client(
+                    http,
+                    _signer(cache, region, creds),
+                    _endpoint(endpoint_url, region, creds, path_style),
+                )
+                results = Engine(client, options, on_event=display.handle).run(jobs)
+        finally:
+            display.close()
+        failures = [r for r in results if isinstance(r, FluppyError)]
+        if not failures:
+            return
+        if len(results) > 1:
+            for failure in failures:
+                print(error_line(failure), file=sys.stderr)
+            msg = f"{len(failures)} of {len(results)} files failed"
+            raise _Reported(msg, failures[0].exit_status)
+        raise failures[0]
 
 
 @app.command()
@@ -407,9 +416,11 @@ def _setup_logging(debug: bool) -> None:
     logger.setLevel(logging.DEBUG)
 
 
-def _handle_signals() -> None:
-    """SIGINT and SIGTERM stop the upload cleanly (in-flight requests end, open
-    multipart uploads are dealt with); a second signal exits at once."""
+@contextlib.contextmanager
+def _signals_stop_the_upload() -> Iterator[None]:
+    """While uploading, SIGINT and SIGTERM stop the upload cleanly (in-flight
+    requests end, open multipart uploads are dealt with); a second signal exits
+    at once. The previous handlers come back afterwards."""
     received: list[str] = []
 
     def on_signal(signum: int, _frame: object) -> None:
@@ -420,8 +431,12 @@ def _handle_signals() -> None:
         received.append(name)
         raise Interrupted(f"interrupted by {name}", signal_name=name)
 
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 class _Reported(FluppyError):
