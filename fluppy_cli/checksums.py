@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 from awscrt import checksums as crt
 
+Buffer = bytes | bytearray | memoryview
+
 NAMES = ("crc64nvme", "crc32c", "crc32", "sha256", "md5", "none")
 DEFAULT = "crc64nvme"  # as aws-cli v2: fast, and S3 verifies it for the whole object
 
@@ -40,7 +42,7 @@ class Algorithm:
     header: str  # request header that carries the value
     xml_tag: str  # element in CompleteMultipartUpload and its answer
     multipart_type: str  # x-amz-checksum-type for multipart: FULL_OBJECT or COMPOSITE
-    _digest: Callable[[bytes], PartDigest]
+    _digest: Callable[[Buffer], PartDigest]
     _combine: Callable[[int, int, int], int] | None = None
     _width: int = 0
 
@@ -48,7 +50,7 @@ class Algorithm:
     def enabled(self) -> bool:
         return self.name != "none"
 
-    def digest(self, data: bytes) -> PartDigest:
+    def digest(self, data: Buffer) -> PartDigest:
         """Checksum one request body."""
         return self._digest(data)
 
@@ -82,8 +84,8 @@ def _b64(raw: bytes) -> str:
     return base64.b64encode(raw).decode("ascii")
 
 
-def _crc(fn: Callable[[bytes], int], width: int) -> Callable[[bytes], PartDigest]:
-    def digest(data: bytes) -> PartDigest:
+def _crc(fn: Callable[[Buffer], int], width: int) -> Callable[[Buffer], PartDigest]:
+    def digest(data: Buffer) -> PartDigest:
         value = fn(data)
         raw = value.to_bytes(width, "big")
         return PartDigest(_b64(raw), raw, crc=value, length=len(data))
@@ -91,17 +93,17 @@ def _crc(fn: Callable[[bytes], int], width: int) -> Callable[[bytes], PartDigest
     return digest
 
 
-def _sha256(data: bytes) -> PartDigest:
+def _sha256(data: Buffer) -> PartDigest:
     raw = hashlib.sha256(data).digest()
     return PartDigest(_b64(raw), raw, length=len(data))
 
 
-def _md5(data: bytes) -> PartDigest:
+def _md5(data: Buffer) -> PartDigest:
     h = hashlib.md5(data)
     return PartDigest(_b64(h.digest()), h.digest(), length=len(data), md5_hex=h.hexdigest())
 
 
-def _nothing(data: bytes) -> PartDigest:
+def _nothing(data: Buffer) -> PartDigest:
     return PartDigest("", b"", length=len(data))
 
 

@@ -114,7 +114,7 @@ class Body:
     """A request body sent in slices, reporting each slice as it goes out, so that
     progress counts bytes actually sent; ``sent`` lets a retry take them back."""
 
-    def __init__(self, data: bytes, on_sent: Callable[[int], None]) -> None:
+    def __init__(self, data: bytes | memoryview, on_sent: Callable[[int], None]) -> None:
         self.data = data
         self.sent = 0
         self._on_sent = on_sent
