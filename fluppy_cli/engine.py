@@ -378,9 +378,7 @@ class Engine:
         """Read a byte range once, checksum it, and send it until the server takes it."""
         self._check_cancel()
         data = self._buffer(part.length)
-        if os.preadv(fd, [data], part.offset) != part.length:
-            msg = f"{job.source} shrank while it was being uploaded"
-            raise IntegrityError(msg, hint="upload it again once it stops changing")
+        _read_exactly(job, fd, data, part.offset)
         digest = self.checksum.digest(data)
         extra = {self.checksum.header: digest.value} if self.checksum.enabled else {}
         sha = self.checksum.payload_sha256(digest)
@@ -457,6 +455,17 @@ def _open(job: Job) -> int:
         return os.open(job.source, os.O_RDONLY)
     except OSError as exc:
         raise UsageError(f"{job.source}: cannot read it: {exc.strerror}") from None
+
+
+def _read_exactly(job: Job, fd: int, into: memoryview, offset: int) -> None:
+    """Fill ``into`` from ``offset``; Linux moves at most ~2 GiB per read call."""
+    done = 0
+    while done < len(into):
+        n = os.preadv(fd, [into[done:]], offset + done)
+        if n == 0:
+            msg = f"{job.source} shrank while it was being uploaded"
+            raise IntegrityError(msg, hint="upload it again once it stops changing")
+        done += n
 
 
 def _check_unchanged(job: Job, fd: int) -> None:

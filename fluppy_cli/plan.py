@@ -104,9 +104,10 @@ def split_parts(file_size: int, part_size: int) -> list[Part]:
 
 
 def use_multipart(file_size: int, threshold: int) -> bool:
-    """Multipart above the threshold. An empty file is always a single PUT: S3
-    cannot complete a multipart upload without a part."""
-    return file_size > 0 and file_size > threshold
+    """Multipart above the threshold, and always above 5 GiB, S3's largest PUT.
+    An empty file is always a single PUT: S3 cannot complete a multipart upload
+    without a part."""
+    return file_size > 0 and file_size > min(threshold, MAX_PART_SIZE)
 
 
 def object_key(file_name: str, *, dest_key: str, several: bool) -> str:

@@ -76,7 +76,14 @@ def test_split_parts_covers_the_file_once() -> None:
 
 @pytest.mark.parametrize(
     ("size", "threshold", "expected"),
-    [(0, 0, False), (1, 0, True), (16 * MiB, 16 * MiB, False), (16 * MiB + 1, 16 * MiB, True)],
+    [
+        (0, 0, False),
+        (1, 0, True),
+        (16 * MiB, 16 * MiB, False),
+        (16 * MiB + 1, 16 * MiB, True),
+        (5 * GiB, 10 * GiB, False),
+        (5 * GiB + 1, 10 * GiB, True),  # larger than S3's largest PUT
+    ],
 )
 def test_use_multipart_above_the_threshold_and_never_for_empty_files(
     size: int, threshold: int, expected: bool

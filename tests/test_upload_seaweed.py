@@ -137,3 +137,28 @@ def test_wrong_secret_is_a_credentials_error(
     assert r.code == ExitStatus.CREDENTIALS
     assert "SignatureDoesNotMatch" in r.err
     assert "not-the-secret" not in r.err
+
+
+def test_a_file_that_shrinks_during_the_upload_is_refused(
+    seaweed: servers.Seaweed,
+    weed_proxy: servers.Proxy,
+    make_file: Callable[..., Path],
+) -> None:
+    import os
+    import subprocess
+    import sys
+    import time
+
+    f = make_file("shrinking.bin", 20 * MiB)
+    weed_proxy.rate = 1 * MiB
+    argv = ["upload", "--endpoint-url", weed_proxy.url, "--creds-cmd", weed_cmd(seaweed)]
+    argv += ["--to", f"s3://{BUCKET}/shrinking.bin", "--part-size", "5MiB", "-j", "1", str(f)]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fluppy_cli", *argv], stderr=subprocess.PIPE, text=True
+    )
+    time.sleep(2)
+    os.truncate(f, 7 * MiB)  # a log rotated under the upload
+    weed_proxy.rate = 0
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == ExitStatus.INTEGRITY, err
+    assert "shrank while it was being uploaded" in err
