@@ -480,4 +480,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         # stdout closed by `| head`: nothing more to say, and nothing to say it to.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return ExitStatus.FAILED
+    except Exception as exc:  # a bug: still one line, and no traceback to scare cron mail
+        print(
+            f"fluppy: internal error ({type(exc).__name__}): {exc}; please report it",
+            file=sys.stderr,
+        )
+        return ExitStatus.FAILED
     return int(rv or 0)

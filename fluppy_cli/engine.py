@@ -461,7 +461,10 @@ def _read_exactly(job: Job, fd: int, into: memoryview, offset: int) -> None:
     """Fill ``into`` from ``offset``; Linux moves at most ~2 GiB per read call."""
     done = 0
     while done < len(into):
-        n = os.preadv(fd, [into[done:]], offset + done)
+        try:
+            n = os.preadv(fd, [into[done:]], offset + done)
+        except OSError as exc:
+            raise FluppyError(f"{job.source}: read failed: {exc.strerror}") from None
         if n == 0:
             msg = f"{job.source} shrank while it was being uploaded"
             raise IntegrityError(msg, hint="upload it again once it stops changing")

@@ -260,3 +260,19 @@ def test_creds_url_and_command_via_environment(
     r = cli("upload", "--to", f"s3://{servers.BUCKET}/env/", str(sample))
     assert r.code == USAGE
     assert "both --creds-cmd and --creds-url" in one_error_line(r)
+
+
+def test_an_unexpected_error_is_one_line_not_a_traceback(
+    cli: Callable[..., Result], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import fluppy_cli.cli as cli_module
+
+    def broken(**_kw: object) -> None:
+        raise RuntimeError("something nobody expected")
+
+    monkeypatch.setattr(cli_module, "app", broken)
+    r = cli("upload", "x")
+    assert r.code == ExitStatus.FAILED
+    assert r.err.splitlines() == [
+        "fluppy: internal error (RuntimeError): something nobody expected; please report it"
+    ]
