@@ -13,7 +13,7 @@ import logging
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Protocol
@@ -349,9 +349,3 @@ def header_pairs(lines: Sequence[str]) -> list[tuple[str, str]]:
             raise UsageError(msg, hint="write it like 'Authorization: Bearer ...'")
         pairs.append((name.strip(), value.strip()))
     return pairs
-
-
-def header_names(headers: Mapping[str, str] | Sequence[tuple[str, str]]) -> list[str]:
-    """Just the names, for messages and the journal."""
-    items = headers.items() if isinstance(headers, Mapping) else headers
-    return [name for name, _ in items]
