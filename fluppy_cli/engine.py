@@ -175,7 +175,6 @@ class _Sent:
     number: int
     etag: str
     digest: PartDigest
-    checksum: str | None = None
 
 
 class Engine:
@@ -267,13 +266,12 @@ class Engine:
             os.close(fd)
         if self.checksum.name == "md5" and _PLAIN_ETAG.match(result.etag):
             _expect(job, "ETag", result.etag, digest.md5_hex)
-        confirmed = result.checksum or None
         return FileResult(
             job,
             result.etag,
             0,
             time.monotonic() - started,
-            f"{self.checksum.name}:{confirmed}" if confirmed else None,
+            f"{self.checksum.name}:{result.checksum}" if result.checksum else None,
         )
 
     def _multipart(self, job: Job, started: float) -> FileResult:
@@ -304,7 +302,6 @@ class Engine:
             _check_unchanged(job, fd)
         finally:
             os.close(fd)
-        sent.sort(key=lambda s: s.number)
         tag = self.checksum.xml_tag
         done = self._retrying(
             lambda: self.client.complete_multipart_upload(
@@ -364,7 +361,7 @@ class Engine:
             )
 
         result, digest = self._send_body(job, fd, part, put)
-        return _Sent(part.number, result.etag, digest, result.checksum)
+        return _Sent(part.number, result.etag, digest)
 
     # -- shared pieces ------------------------------------------------------
 
