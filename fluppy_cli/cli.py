@@ -12,9 +12,10 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, timezone
 from enum import Enum
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -23,8 +24,9 @@ from fluppy_cli import __version__, plan
 from fluppy_cli.errors import ExitStatus, FluppyError, Interrupted, UsageError
 
 if TYPE_CHECKING:
-    from fluppy_cli.credentials import CredentialCache, TemporaryCredentials
-    from fluppy_cli.engine import FileResult, Job
+    from fluppy_cli.credentials import TemporaryCredentials
+    from fluppy_cli.engine import Event, FileResult, Job, UploadKept
+    from fluppy_cli.journal import Entry, Journal
 
 app = typer.Typer(
     name="fluppy",
@@ -131,6 +133,56 @@ Debug = Annotated[
 ]
 
 
+Concurrency = Annotated[
+    int,
+    typer.Option(
+        "--concurrency",
+        "-j",
+        envvar="FLUPPY_CONCURRENCY",
+        help="Requests in flight (parts and files).",
+        rich_help_panel="Transfer",
+    ),
+]
+Retries = Annotated[
+    int,
+    typer.Option(
+        "--retries",
+        envvar="FLUPPY_RETRIES",
+        help="Retries per request for network errors, 5xx, throttling.",
+        rich_help_panel="Transfer",
+    ),
+]
+UploadIds = Annotated[
+    list[str] | None,
+    typer.Argument(metavar="UPLOAD_ID", help="Upload ids (or unique prefixes) from fluppy list."),
+]
+JournalOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--journal",
+        envvar="FLUPPY_JOURNAL",
+        metavar="PATH",
+        help="Journal folder [default: $XDG_STATE_HOME/fluppy/uploads].",
+    ),
+]
+JsonOpt = Annotated[
+    bool,
+    typer.Option("--json", help="JSON Lines on stdout, one object per file.", rich_help_panel=OUT),
+]
+QuietOpt = Annotated[
+    bool, typer.Option("--quiet", "-q", help="Print errors only.", rich_help_panel=OUT)
+]
+ProgressOpt = Annotated[
+    ProgressMode,
+    typer.Option(
+        "--progress",
+        envvar="FLUPPY_PROGRESS",
+        help="auto: bars on a terminal, plain lines otherwise.",
+        rich_help_panel=OUT,
+    ),
+]
+
+
 def _version(value: bool) -> None:
     if value:
         print(f"fluppy {__version__}")
@@ -197,16 +249,7 @@ def upload(
             rich_help_panel="Transfer",
         ),
     ] = "8MiB",
-    concurrency: Annotated[
-        int,
-        typer.Option(
-            "--concurrency",
-            "-j",
-            envvar="FLUPPY_CONCURRENCY",
-            help="Requests in flight (parts and files).",
-            rich_help_panel="Transfer",
-        ),
-    ] = plan.DEFAULT_CONCURRENCY,
+    concurrency: Concurrency = plan.DEFAULT_CONCURRENCY,
     checksum: Annotated[
         Checksum,
         typer.Option(
@@ -216,15 +259,7 @@ def upload(
             rich_help_panel="Transfer",
         ),
     ] = Checksum.crc64nvme,
-    retries: Annotated[
-        int,
-        typer.Option(
-            "--retries",
-            envvar="FLUPPY_RETRIES",
-            help="Retries per request for network errors, 5xx, throttling.",
-            rich_help_panel="Transfer",
-        ),
-    ] = 5,
+    retries: Retries = 5,
     content_type: Annotated[
         str | None,
         typer.Option("--content-type", help="Content-Type [default: guessed from the name]."),
@@ -233,33 +268,24 @@ def upload(
         list[str] | None,
         typer.Option("--metadata", metavar="KEY=VALUE", help="User metadata, repeatable."),
     ] = None,
-    json_output: Annotated[
+    restart: Annotated[
         bool,
         typer.Option(
-            "--json", help="JSON Lines on stdout, one object per file.", rich_help_panel=OUT
+            "--restart",
+            "--no-resume",
+            help="Do not resume an earlier upload of the same file to the same place: "
+            "abort it and start afresh.",
         ),
     ] = False,
-    quiet: Annotated[
-        bool, typer.Option("--quiet", "-q", help="Print errors only.", rich_help_panel=OUT)
-    ] = False,
-    progress: Annotated[
-        ProgressMode,
-        typer.Option(
-            "--progress",
-            envvar="FLUPPY_PROGRESS",
-            help="auto: bars on a terminal, plain lines otherwise.",
-            rich_help_panel=OUT,
-        ),
-    ] = ProgressMode.auto,
+    journal: JournalOpt = None,
+    json_output: JsonOpt = False,
+    quiet: QuietOpt = False,
+    progress: ProgressOpt = ProgressMode.auto,
     debug: Debug = False,
 ) -> None:
-    """Upload files to S3 (multipart above --multipart-threshold)."""
-    import httpx
-
-    from fluppy_cli import checksums, settings
-    from fluppy_cli.engine import Engine, UploadOptions, make_jobs
-    from fluppy_cli.progress import error_line, make_display
-    from fluppy_cli.s3 import S3Client
+    """Upload files to S3 (multipart above --multipart-threshold; those resume)."""
+    from fluppy_cli import checksums, session, settings
+    from fluppy_cli.engine import UploadOptions, make_jobs
 
     _setup_logging(debug)
     with _signals_stop_the_upload():
@@ -272,10 +298,11 @@ def upload(
             metadata=settings.parse_metadata(metadata or []),
             retries=_check_retries(retries),
         )
-        endpoint_url = settings.check_endpoint_url(endpoint_url)
+        target = session.Target(settings.check_endpoint_url(endpoint_url), region, path_style)
         source = settings.credential_source(
             command=creds_cmd, url=creds_url, headers=creds_header or [], timeout=creds_timeout
         )
+        assert source is not None
 
         def jobs_for(bucket: str) -> list[Job]:
             return make_jobs(
@@ -284,45 +311,224 @@ def upload(
 
         # With the bucket known, bad paths fail before any credential is fetched.
         jobs = jobs_for(dest.bucket) if dest.bucket else None
-
-        display = make_display(
-            mode=progress.value,
-            json_output=json_output,
-            quiet=quiet,
-            out=sys.stdout,
-            err=sys.stderr,
-        )
-        results: list[FileResult | FluppyError] = []
-        try:
-            cache = _cache(source, display)
-            creds = cache.get()
+        book = _open_journal(journal)
+        with (
+            _Output(progress, json_output, quiet, book) as out,
+            session.connect(
+                source, target, concurrency=options.concurrency, on_warning=out.warn
+            ) as conn,
+        ):
             if jobs is None:
-                if not creds.bucket:
+                if not conn.creds.bucket:
                     msg = "no bucket: the credentials do not name one"
                     raise UsageError(msg, hint="give --to s3://BUCKET/")
-                jobs = jobs_for(creds.bucket)
-            with httpx.Client(
-                timeout=httpx.Timeout(120.0, connect=15.0),
-                limits=httpx.Limits(max_connections=concurrency + 2),
-                follow_redirects=False,
-            ) as http:
-                client = S3Client(
-                    http,
-                    _signer(cache, region, creds),
-                    _endpoint(endpoint_url, region, creds, path_style),
+                jobs = jobs_for(conn.creds.bucket)
+            jobs = session.match_journal(
+                jobs,
+                book,
+                endpoint=conn.endpoint.url,
+                threshold=options.threshold,
+                restart=restart,
+            )
+            out.results = session.run(conn, jobs, options, journal=book, on_event=out.handle)
+        out.raise_failures()
+
+
+@app.command()
+def resume(
+    upload_ids: UploadIds = None,
+    all_: Annotated[
+        bool, typer.Option("--all", help="Resume every upload in the journal.")
+    ] = False,
+    creds_cmd: CredsCmd = None,
+    creds_url: CredsUrl = None,
+    creds_header: CredsHeader = None,
+    creds_timeout: CredsTimeout = 60.0,
+    endpoint_url: EndpointUrl = None,
+    region: Region = None,
+    concurrency: Concurrency = plan.DEFAULT_CONCURRENCY,
+    retries: Retries = 5,
+    journal: JournalOpt = None,
+    json_output: JsonOpt = False,
+    quiet: QuietOpt = False,
+    progress: ProgressOpt = ProgressMode.auto,
+    debug: Debug = False,
+) -> None:
+    """Finish interrupted multipart uploads: ask the server which parts it has,
+    send only the missing ones, complete. Credentials come from the source the
+    upload was started with unless --creds-cmd/--creds-url is given."""
+    from fluppy_cli import session, settings
+    from fluppy_cli.engine import UploadOptions
+
+    _setup_logging(debug)
+    with _signals_stop_the_upload():
+        book = _open_journal(journal)
+        entries = _chosen(book, upload_ids, all_)
+        override = settings.credential_source(
+            command=creds_cmd,
+            url=creds_url,
+            headers=creds_header or [],
+            timeout=creds_timeout,
+            required=False,
+        )
+        target = session.Target(settings.check_endpoint_url(endpoint_url), region, None)
+        options = UploadOptions(
+            concurrency=settings.check_concurrency(concurrency), retries=_check_retries(retries)
+        )
+        with _Output(progress, json_output, quiet, book) as out:
+            for entry in entries:  # one at a time: each may have its own source and endpoint
+                session.check_unchanged(entry)
+                source = override or session.source_from_record(
+                    entry.credentials, creds_header or []
                 )
-                results = Engine(client, options, on_event=display.handle).run(jobs)
-        finally:
-            display.close()
-        failures = [r for r in results if isinstance(r, FluppyError)]
-        if not failures:
-            return
-        if len(results) > 1:
-            for failure in failures:
-                print(error_line(failure), file=sys.stderr)
-            msg = f"{len(failures)} of {len(results)} files failed"
-            raise _Reported(msg, failures[0].exit_status)
-        raise failures[0]
+                with session.connect(
+                    source,
+                    session.target_of(entry, target),
+                    concurrency=options.concurrency,
+                    on_warning=out.warn,
+                ) as conn:
+                    job = session.job_for(entry)
+                    out.results += session.run(
+                        conn, [job], options, journal=book, on_event=out.handle
+                    )
+        out.raise_failures()
+
+
+@app.command()
+def abort(
+    upload_ids: UploadIds = None,
+    all_: Annotated[bool, typer.Option("--all", help="Abort every upload in the journal.")] = False,
+    older_than: Annotated[
+        str | None,
+        typer.Option(
+            "--older-than",
+            metavar="AGE",
+            help="Only uploads started this long ago or more (7d, 12h, 30m). "
+            "Default with --remote: 7d.",
+        ),
+    ] = None,
+    remote: Annotated[
+        bool,
+        typer.Option(
+            "--remote",
+            help="Abort in-progress uploads in the --to bucket/prefix that the journal "
+            "does not know (ListMultipartUploads).",
+        ),
+    ] = False,
+    to: Annotated[
+        str | None,
+        typer.Option("--to", metavar="s3://BUCKET[/PREFIX]", help="Where --remote looks."),
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Say what would be aborted; abort nothing.")
+    ] = False,
+    creds_cmd: CredsCmd = None,
+    creds_url: CredsUrl = None,
+    creds_header: CredsHeader = None,
+    creds_timeout: CredsTimeout = 60.0,
+    endpoint_url: EndpointUrl = None,
+    region: Region = None,
+    path_style: PathStyle = None,
+    journal: JournalOpt = None,
+    json_output: JsonOpt = False,
+    quiet: QuietOpt = False,
+    debug: Debug = False,
+) -> None:
+    """Abort multipart uploads and forget them: their parts stop costing money.
+    An upload already gone from the server counts as aborted."""
+    import json
+
+    from fluppy_cli import session, settings
+
+    _setup_logging(debug)
+    book = _open_journal(journal)
+    age = plan.parse_duration(older_than, option="--older-than") if older_than else None
+    override = settings.credential_source(
+        command=creds_cmd,
+        url=creds_url,
+        headers=creds_header or [],
+        timeout=creds_timeout,
+        required=remote,
+    )
+    target = session.Target(settings.check_endpoint_url(endpoint_url), region, path_style)
+    warn = _Output.plain_warning(quiet or json_output)
+    _journal_problems(book, warn)
+
+    def report(event: str, upload_id: str, where: str, source: str = "") -> None:
+        if json_output:
+            record = {"event": event, "upload_id": upload_id, "url": where, "source": source}
+            print(json.dumps(record))
+        elif not quiet:
+            print(f"{event} {upload_id[:16]}... {source + ' -> ' if source else ''}{where}")
+
+    verb = "would abort" if dry_run else "aborted"
+    if remote:
+        dest = settings.parse_destination(to)
+        if dest.bucket is None:
+            raise UsageError("--remote needs --to s3://BUCKET[/PREFIX]")
+        assert override is not None
+        known = {e.upload_id for e in book.entries()}
+        with session.connect(override, target, concurrency=1, on_warning=warn) as conn:
+            stale = session.stale_remote_uploads(
+                conn.client, dest.bucket, dest.key, known=known, min_age=age or 7 * 86400
+            )
+            for up in stale:
+                if not dry_run:
+                    conn.client.abort_multipart_upload(dest.bucket, up.key, up.upload_id)
+                report(verb, up.upload_id, f"s3://{dest.bucket}/{up.key}")
+        return
+    entries = session.older_than(_chosen(book, upload_ids, all_), age)
+    for entry in entries:
+        if not dry_run:
+            source = override or session.source_from_record(entry.credentials, creds_header or [])
+            with session.connect(
+                source, session.target_of(entry, target), concurrency=1, on_warning=warn
+            ) as conn:
+                conn.client.abort_multipart_upload(entry.bucket, entry.key, entry.upload_id)
+            book.remove(entry)
+        report(verb, entry.upload_id, entry.destination, entry.source)
+
+
+@app.command(name="list")
+def list_(
+    journal: JournalOpt = None,
+    json_output: Annotated[
+        bool, typer.Option("--json", help="JSON Lines on stdout, one object per upload.")
+    ] = False,
+) -> None:
+    """Show the multipart uploads in the journal: id, progress, age, source, destination."""
+    import json
+
+    book = _open_journal(journal)
+    entries = book.entries()
+    _journal_problems(book, _Output.plain_warning(False))
+    for e in entries:
+        total = len(plan.split_parts(e.fingerprint.size, e.part_size))
+        if json_output:
+            print(
+                json.dumps(
+                    {
+                        "upload_id": e.upload_id,
+                        "source": e.source,
+                        "url": e.destination,
+                        "endpoint": e.endpoint,
+                        "size": e.fingerprint.size,
+                        "confirmed_bytes": e.confirmed_bytes(),
+                        "parts_confirmed": len(e.parts),
+                        "parts_total": total,
+                        "created": e.created,
+                        "age_seconds": int(e.age_seconds()),
+                    }
+                )
+            )
+        else:
+            pct = 100 * e.confirmed_bytes() // e.fingerprint.size if e.fingerprint.size else 100
+            print(
+                f"{e.upload_id[:16]}  {len(e.parts)}/{total} parts ({pct}%)  "
+                f"{plan.format_age(e.age_seconds())} old  {e.source} -> {e.destination}"
+            )
+    if not entries and not json_output:
+        print(f"no uploads in progress in {book.path}", file=sys.stderr)
 
 
 @app.command()
@@ -381,29 +587,96 @@ def _check_retries(value: int) -> int:
     return value
 
 
-def _cache(source: Any, display: Any) -> CredentialCache:
-    from fluppy_cli.credentials import CredentialCache
-    from fluppy_cli.engine import Notice
+def _open_journal(path: str | None) -> Journal:
+    from fluppy_cli.journal import Journal
 
-    return CredentialCache(source, on_warning=lambda m: display.handle(Notice(m)))
-
-
-def _signer(cache: CredentialCache, region: str | None, creds: TemporaryCredentials) -> Any:
-    from fluppy_cli.settings import DEFAULT_REGION
-    from fluppy_cli.signing import LocalSigner
-
-    return LocalSigner(cache, region or creds.region or DEFAULT_REGION)
+    return Journal.open(Path(path) if path else None)
 
 
-def _endpoint(
-    url: str | None, region: str | None, creds: TemporaryCredentials, path_style: bool | None
-) -> Any:
-    from fluppy_cli.s3 import Endpoint
-    from fluppy_cli.settings import DEFAULT_REGION
+def _chosen(book: Journal, ids: list[str] | None, all_: bool) -> list[Entry]:
+    if ids and all_:
+        raise UsageError("give upload ids or --all, not both")
+    if not ids and not all_:
+        raise UsageError("which uploads?", hint="give upload ids (see fluppy list) or --all")
+    return book.entries() if all_ else book.select(ids or [])
 
-    if url:
-        return Endpoint(url, path_style is not False)
-    return Endpoint.for_region(region or creds.region or DEFAULT_REGION, path_style=path_style)
+
+def _journal_problems(book: Journal, warn: Callable[[str], None]) -> None:
+    for problem in book.problems:
+        warn(problem)
+    book.problems.clear()
+
+
+class _Output:
+    """A command's output while it uploads: the display, warnings, the results,
+    and the resume command of every upload that was stopped but kept."""
+
+    def __init__(self, progress: ProgressMode, json_output: bool, quiet: bool, book: Journal):
+        self._mode = (progress.value, json_output, quiet)
+        self._book = book
+        self.results: list[FileResult | FluppyError] = []
+        self.kept: list[UploadKept] = []
+
+    def __enter__(self) -> _Output:
+        from fluppy_cli.progress import make_display
+
+        mode, json_output, quiet = self._mode
+        self.display = make_display(
+            mode=mode, json_output=json_output, quiet=quiet, out=sys.stdout, err=sys.stderr
+        )
+        _journal_problems(self._book, self.warn)
+        return self
+
+    def handle(self, event: Event) -> None:
+        from fluppy_cli.engine import UploadKept
+
+        if isinstance(event, UploadKept):
+            self.kept.append(event)
+        self.display.handle(event)
+
+    def warn(self, message: str) -> None:
+        from fluppy_cli.engine import Notice
+
+        self.display.handle(Notice(message))
+
+    def __exit__(self, *exc: object) -> None:
+        self.display.close()
+        journal_flag = (
+            "" if self._book.path == _default_journal() else f" --journal {self._book.path}"
+        )
+        for kept in self.kept:
+            print(
+                f"fluppy: the upload of {kept.job.source} is kept on the server; resume it with: "
+                f"fluppy resume {kept.upload_id}{journal_flag}",
+                file=sys.stderr,
+            )
+
+    def raise_failures(self) -> None:
+        from fluppy_cli.progress import error_line
+
+        failures = [r for r in self.results if isinstance(r, FluppyError)]
+        if not failures:
+            return
+        if len(self.results) > 1:
+            for failure in failures:
+                print(error_line(failure), file=sys.stderr)
+            msg = f"{len(failures)} of {len(self.results)} files failed"
+            raise _Reported(msg, failures[0].exit_status)
+        raise failures[0]
+
+    @staticmethod
+    def plain_warning(silent: bool) -> Callable[[str], None]:
+        def warn(message: str) -> None:
+            if not silent:
+                print(f"fluppy: warning: {message}", file=sys.stderr)
+
+        return warn
+
+
+def _default_journal() -> Path:
+    from fluppy_cli.journal import default_dir
+
+    return default_dir()
 
 
 def _setup_logging(debug: bool) -> None:

@@ -8,6 +8,8 @@ memory stays near ``concurrency`` x part size whatever the file sizes.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import logging
 import mimetypes
 import os
@@ -21,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
-from fluppy_cli import checksums, plan
+from fluppy_cli import checksums, faults, plan
 from fluppy_cli.checksums import Algorithm, PartDigest
 from fluppy_cli.errors import (
     CredentialsError,
@@ -32,6 +34,7 @@ from fluppy_cli.errors import (
     RemoteError,
     UsageError,
 )
+from fluppy_cli.journal import Entry, Fingerprint, Journal, PartRecord, Recording
 from fluppy_cli.s3 import Body, PutResult, S3Client
 
 log = logging.getLogger(__name__)
@@ -51,6 +54,21 @@ class Job:
     bucket: str
     key: str
     content_type: str
+    resume: Entry | None = None  # continue this journal entry's upload
+    replaces: Entry | None = None  # abort this entry's upload and start afresh
+    restart_if_gone: bool = True  # a resumed upload the server lost starts again
+
+
+@dataclass(frozen=True)
+class JournalContext:
+    """What a journal entry records besides the job: where and with what source
+    of credentials the upload was made (never the credentials themselves)."""
+
+    journal: Journal
+    endpoint: str
+    region: str
+    path_style: bool
+    credentials: dict[str, object]
 
 
 @dataclass(frozen=True)
@@ -75,6 +93,8 @@ class FileResult:
     seconds: float
     checksum: str | None  # "algorithm:value" the server confirmed, if any
     upload_id: str | None = None
+    resumed_bytes: int = 0  # bytes the server already had when this run began
+    sent_bytes: int = 0  # request body bytes sent by this run, retries included
 
 
 # -- events: what the engine tells whoever renders progress -------------------
@@ -107,13 +127,21 @@ class FileFailed:
 
 
 @dataclass(frozen=True)
+class UploadKept:
+    """A multipart upload stopped but left open on the server, to be resumed."""
+
+    job: Job
+    upload_id: str
+
+
+@dataclass(frozen=True)
 class Notice:
     """A warning worth one line (credentials look long-lived, a retry...)."""
 
     message: str
 
 
-Event = FileStarted | BytesSent | FileDone | FileFailed | Notice
+Event = FileStarted | BytesSent | FileDone | FileFailed | UploadKept | Notice
 
 
 def make_jobs(
@@ -133,7 +161,7 @@ def make_jobs(
         raise UsageError("--key names one object but several files were given", hint="use --to")
     jobs = []
     for raw in paths:
-        path = Path(raw)
+        path = Path(os.path.abspath(raw))  # the journal must find it from any folder
         try:
             st = path.stat()
         except FileNotFoundError:
@@ -187,6 +215,7 @@ class Engine:
         *,
         on_event: Callable[[Event], None] = lambda _e: None,
         cancel: threading.Event | None = None,
+        journal: JournalContext | None = None,
     ) -> None:
         self.client = client
         self.options = options
@@ -196,6 +225,9 @@ class Engine:
         self._pool: ThreadPoolExecutor | None = None
         self._fatal: FluppyError | None = None
         self._buffers = threading.local()
+        self.journal = journal
+        self._sent_lock = threading.Lock()
+        self._sent: dict[str, int] = {}  # bytes sent per key in this run
 
     # -- public -------------------------------------------------------------
 
@@ -242,6 +274,7 @@ class Engine:
         return result
 
     def _single(self, job: Job, started: float) -> FileResult:
+        alg = self.checksum
         self._emit(FileStarted(job, 0))
         headers = self._object_headers(job)
         fd = _open(job)
@@ -249,6 +282,7 @@ class Engine:
             result, digest = self._in_pool(
                 lambda: self._send_body(
                     job,
+                    alg,
                     fd,
                     plan.Part(1, 0, job.size),
                     lambda body, extra, sha: self.client.put_object(
@@ -257,84 +291,243 @@ class Engine:
                         body,
                         headers={**headers, **extra},
                         payload_sha256=sha,
-                        checksum_header=self.checksum.header,
+                        checksum_header=alg.header,
                     ),
                 )
             )
             _check_unchanged(job, fd)
         finally:
             os.close(fd)
-        if self.checksum.name == "md5" and _PLAIN_ETAG.match(result.etag):
+        if alg.name == "md5" and _PLAIN_ETAG.match(result.etag):
             _expect(job, "ETag", result.etag, digest.md5_hex)
         return FileResult(
             job,
             result.etag,
             0,
             time.monotonic() - started,
-            f"{self.checksum.name}:{result.checksum}" if result.checksum else None,
+            f"{alg.name}:{result.checksum}" if result.checksum else None,
+            sent_bytes=self._sent_for(job),
         )
 
+    # -- multipart: start, resume, and what happens when it stops ----------------
+
     def _multipart(self, job: Job, started: float) -> FileResult:
+        if job.replaces is not None:
+            self._forget(job, job.replaces, abort=True)
+        if job.resume is not None:
+            assert self.journal is not None
+            with self.journal.journal.claim(job.resume):
+                done = self._parts_on_server(job, job.resume)
+            if done is not None:
+                return self._drive(job, job.resume, done, started)
+            if not job.restart_if_gone:
+                msg = f"the upload {job.resume.upload_id} is gone from the server"
+                raise RemoteError(
+                    msg
+                    + " (aborted, or expired by a lifecycle rule); its journal entry was dropped",
+                    operation="ListParts",
+                    bucket=job.bucket,
+                    key=job.key,
+                    hint=f"start again with: fluppy upload {job.source} --to s3://{job.bucket}/{job.key}",
+                )
+        entry = self._create(job)
+        return self._drive(job, entry, {}, started)
+
+    def _create(self, job: Job) -> Entry:
+        """CreateMultipartUpload, and the journal entry that makes it resumable."""
+        alg = self.checksum
         part_size = plan.part_size_for(job.size, self.options.part_size)
-        parts = plan.split_parts(job.size, part_size)
         headers = self._object_headers(job)
-        if self.checksum.aws_name:
-            headers["x-amz-checksum-algorithm"] = self.checksum.aws_name
-            headers["x-amz-checksum-type"] = self.checksum.multipart_type
+        if alg.aws_name:
+            headers["x-amz-checksum-algorithm"] = alg.aws_name
+            headers["x-amz-checksum-type"] = alg.multipart_type
         upload_id = self._retrying(
             lambda: self.client.create_multipart_upload(job.bucket, job.key, headers=headers)
         )
-        # The cleanup decision sits where the upload is created: whatever goes
-        # wrong from here on, the open upload is aborted so its parts cost nothing.
-        try:
-            return self._finish_multipart(job, upload_id, parts, started)
-        except BaseException:
-            self._abort_quietly(job, upload_id)
-            raise
+        ctx = self.journal
+        entry = Entry(
+            upload_id=upload_id,
+            bucket=job.bucket,
+            key=job.key,
+            endpoint=ctx.endpoint if ctx else "",
+            region=ctx.region if ctx else "",
+            path_style=ctx.path_style if ctx else False,
+            part_size=part_size,
+            checksum=alg.name,
+            content_type=job.content_type,
+            source=str(job.source),
+            fingerprint=Fingerprint.of(job.source),
+            credentials=dict(ctx.credentials) if ctx else {},
+            metadata=dict(self.options.metadata),
+        )
+        if ctx is not None:
+            try:
+                ctx.journal.save(entry)
+            except BaseException:
+                self._abort_quietly(job, upload_id)
+                raise
+        faults.hit("after-create")
+        return entry
 
-    def _finish_multipart(
-        self, job: Job, upload_id: str, parts: list[plan.Part], started: float
-    ) -> FileResult:
-        self._emit(FileStarted(job, len(parts)))
+    def _drive(self, job: Job, entry: Entry, done: dict[int, _Sent], started: float) -> FileResult:
+        """Send the parts the server lacks and complete. The cleanup decision sits
+        here, once for new and resumed uploads: a file that changed, or a run
+        without a journal, aborts the upload (its parts would cost money for
+        nothing); anything else keeps it open and recorded, to be resumed."""
+        recording = Recording(self.journal.journal, entry) if self.journal else None
+        claim = self.journal.journal.claim(entry) if self.journal else contextlib.nullcontext()
+        with claim:
+            try:
+                return self._send_and_complete(job, entry, done, recording, started)
+            except BaseException as exc:
+                if recording is None or isinstance(exc, IntegrityError):
+                    self._forget(job, entry, abort=True)
+                else:
+                    recording.flush()
+                    self._emit(UploadKept(job, entry.upload_id))
+                raise
+
+    def _parts_on_server(self, job: Job, entry: Entry) -> dict[int, _Sent] | None:
+        """What the server holds of a journaled upload (None: the upload is gone).
+
+        The server is the truth, but a part counts only if it is verified: its size
+        fits the layout, and the file's bytes, read again from disk, match the
+        checksum the journal recorded (a mismatch means the file changed: refused)
+        or, for a part the journal never recorded, the server's MD5 ETag. A part
+        that cannot be verified is sent again, which stores the file as it is."""
+        try:
+            listed = self._retrying(
+                lambda: self.client.list_parts(job.bucket, job.key, entry.upload_id)
+            )
+        except RemoteError as exc:
+            if exc.code != "NoSuchUpload":
+                raise
+            self._emit(
+                Notice(
+                    f"the upload {entry.upload_id[:16]}... of {job.source} is gone from the server "
+                    "(aborted, or expired by a lifecycle rule); dropping its journal entry"
+                )
+            )
+            self._forget(job, entry, abort=False)
+            return None
+        alg = checksums.get(entry.checksum)
+        layout = {p.number: p for p in plan.split_parts(job.size, entry.part_size)}
+        done: dict[int, _Sent] = {}
         fd = _open(job)
         try:
-            sent = self._send_parts(job, fd, upload_id, parts)
+            for part in listed:
+                want = layout.get(part.number)
+                if want is None or part.size != want.length:
+                    continue  # sent again below: the server's copy does not fit
+                # Read the part again (disk only): the fingerprint samples 1 MiB,
+                # this catches any other change to what the server already holds.
+                data = self._buffer(want.length)
+                _read_exactly(job, fd, data, want.offset)
+                digest = alg.digest(data)
+                record = entry.parts.get(part.number)
+                if record is not None and record.etag == part.etag and record.checksum:
+                    if record.checksum != digest.value:
+                        dest = f"s3://{job.bucket}/{job.key}"
+                        msg = (
+                            f"{job.source} changed since its upload began (part {part.number} "
+                            "differs from what the server holds); resuming would store a "
+                            "corrupt object"
+                        )
+                        hint = f"start again with: fluppy upload {job.source} --to {dest} --restart"
+                        raise UsageError(msg, hint=hint)
+                elif hashlib.md5(data).hexdigest() != part.etag:
+                    # Acknowledged but never journaled (killed in between), and the
+                    # server's ETag is not this content's MD5: send it again.
+                    continue
+                entry.parts[part.number] = PartRecord(
+                    part.number, part.size, part.etag, digest.value
+                )
+                done[part.number] = _Sent(part.number, part.etag, digest)
+        finally:
+            os.close(fd)
+        for number in set(entry.parts) - set(done):
+            del entry.parts[number]  # the journal knew a part the server does not
+        return done
+
+    def _send_and_complete(
+        self,
+        job: Job,
+        entry: Entry,
+        done: dict[int, _Sent],
+        recording: Recording | None,
+        started: float,
+    ) -> FileResult:
+        alg = checksums.get(entry.checksum)
+        parts = plan.split_parts(job.size, entry.part_size)
+        already = sum(parts[n - 1].length for n in done)
+        self._emit(FileStarted(job, len(parts), already_sent=already))
+        missing = [p for p in parts if p.number not in done]
+        fd = _open(job)
+        try:
+            for sent in self._send_parts(
+                job, alg, fd, upload_id=entry.upload_id, parts=missing, recording=recording
+            ):
+                done[sent.number] = sent
             _check_unchanged(job, fd)
         finally:
             os.close(fd)
-        tag = self.checksum.xml_tag
-        done = self._retrying(
+        if recording is not None:
+            recording.flush()
+        sent_parts = [done[p.number] for p in parts]
+        faults.hit("before-complete")
+        result = self._retrying(
             lambda: self.client.complete_multipart_upload(
                 job.bucket,
                 job.key,
-                upload_id,
-                [(s.number, s.etag, s.digest.value) for s in sent],
-                checksum_tag=tag,
+                entry.upload_id,
+                [(s.number, s.etag, s.digest.value) for s in sent_parts],
+                checksum_tag=alg.xml_tag,
             )
         )
-        digests = [s.digest for s in sent]
-        m = _MULTIPART_ETAG.match(done.etag)
-        if m and int(m.group(1)) != len(parts):
-            _expect(job, "part count in the ETag", m.group(1), str(len(parts)))
-        expected_etag = self.checksum.expected_multipart_etag(digests)
-        if expected_etag and m:
-            _expect(job, "ETag", done.etag, expected_etag)
-        expected = self.checksum.expected_multipart(digests)
-        if done.checksum and expected:
-            _expect(job, f"{self.checksum.name} checksum", done.checksum, expected)
+        if recording is not None:
+            recording.finish()
+        self._verify_complete(job, alg, result.etag, result.checksum, sent_parts)
         return FileResult(
             job,
-            done.etag,
+            result.etag,
             len(parts),
             time.monotonic() - started,
-            f"{self.checksum.name}:{done.checksum}" if done.checksum else None,
-            upload_id,
+            f"{alg.name}:{result.checksum}" if result.checksum else None,
+            entry.upload_id,
+            resumed_bytes=already,
+            sent_bytes=self._sent_for(job),
         )
 
-    def _send_parts(self, job: Job, fd: int, upload_id: str, parts: list[plan.Part]) -> list[_Sent]:
+    def _verify_complete(
+        self, job: Job, alg: Algorithm, etag: str, checksum: str | None, parts: list[_Sent]
+    ) -> None:
+        digests = [s.digest for s in parts]
+        m = _MULTIPART_ETAG.match(etag)
+        if m and int(m.group(1)) != len(parts):
+            _expect(job, "part count in the ETag", m.group(1), str(len(parts)))
+        expected_etag = alg.expected_multipart_etag(digests)
+        if expected_etag and m:
+            _expect(job, "ETag", etag, expected_etag)
+        expected = alg.expected_multipart(digests)
+        if checksum and expected:
+            _expect(job, f"{alg.name} checksum", checksum, expected)
+
+    def _send_parts(
+        self,
+        job: Job,
+        alg: Algorithm,
+        fd: int,
+        *,
+        upload_id: str,
+        parts: list[plan.Part],
+        recording: Recording | None,
+    ) -> list[_Sent]:
         assert self._pool is not None
         futures: list[Future[_Sent]] = [
-            self._pool.submit(self._send_part, job, fd, upload_id, part) for part in parts
+            self._pool.submit(
+                self._send_part, job, alg, fd, upload_id=upload_id, part=part, recording=recording
+            )
+            for part in parts
         ]
         done, pending = wait(futures, return_when=FIRST_EXCEPTION)
         failed = [f for f in done if f.exception() is not None]
@@ -347,7 +540,16 @@ class Engine:
             raise exc
         return [f.result() for f in futures]
 
-    def _send_part(self, job: Job, fd: int, upload_id: str, part: plan.Part) -> _Sent:
+    def _send_part(
+        self,
+        job: Job,
+        alg: Algorithm,
+        fd: int,
+        *,
+        upload_id: str,
+        part: plan.Part,
+        recording: Recording | None,
+    ) -> _Sent:
         def put(body: Body, extra: dict[str, str], sha: str | None) -> PutResult:
             return self.client.upload_part(
                 job.bucket,
@@ -357,10 +559,13 @@ class Engine:
                 body,
                 headers=extra,
                 payload_sha256=sha,
-                checksum_header=self.checksum.header,
+                checksum_header=alg.header,
             )
 
-        result, digest = self._send_body(job, fd, part, put)
+        result, digest = self._send_body(job, alg, fd, part, put)
+        faults.hit("after-ack", part.number)
+        if recording is not None:  # only now: the journal never runs ahead of the server
+            recording.add_part(PartRecord(part.number, part.length, result.etag, digest.value))
         return _Sent(part.number, result.etag, digest)
 
     # -- shared pieces ------------------------------------------------------
@@ -368,6 +573,7 @@ class Engine:
     def _send_body(
         self,
         job: Job,
+        alg: Algorithm,
         fd: int,
         part: plan.Part,
         put: Callable[[Body, dict[str, str], str | None], PutResult],
@@ -376,12 +582,17 @@ class Engine:
         self._check_cancel()
         data = self._buffer(part.length)
         _read_exactly(job, fd, data, part.offset)
-        digest = self.checksum.digest(data)
-        extra = {self.checksum.header: digest.value} if self.checksum.enabled else {}
-        sha = self.checksum.payload_sha256(digest)
+        digest = alg.digest(data)
+        extra = {alg.header: digest.value} if alg.enabled else {}
+        sha = alg.payload_sha256(digest)
+
+        def sent(n: int) -> None:
+            with self._sent_lock:
+                self._sent[job.key] = self._sent.get(job.key, 0) + n
+            self._emit(BytesSent(job, n))
 
         def attempt() -> PutResult:
-            body = Body(data, lambda n: self._emit(BytesSent(job, n)))
+            body = Body(data, sent, stop=self._check_cancel)
             try:
                 return put(body, extra, sha)
             except BaseException:
@@ -390,11 +601,20 @@ class Engine:
                 raise
 
         result = self._retrying(attempt)
-        if result.checksum and self.checksum.enabled and result.checksum != digest.value:
-            _expect(
-                job, f"{self.checksum.name} of part {part.number}", result.checksum, digest.value
-            )
+        if result.checksum and alg.enabled and result.checksum != digest.value:
+            _expect(job, f"{alg.name} of part {part.number}", result.checksum, digest.value)
         return result, digest
+
+    def _sent_for(self, job: Job) -> int:
+        with self._sent_lock:
+            return self._sent.get(job.key, 0)
+
+    def _forget(self, job: Job, entry: Entry, *, abort: bool) -> None:
+        """Abort an upload (if asked) and drop its journal entry."""
+        if abort:
+            self._abort_quietly(job, entry.upload_id)
+        if self.journal is not None:
+            self.journal.journal.remove(entry)
 
     def _buffer(self, size: int) -> memoryview:
         """This worker's read buffer, reused for every body it sends: a fresh

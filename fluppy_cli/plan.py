@@ -56,6 +56,26 @@ def parse_size(text: str, *, option: str = "size") -> int:
     return int(float(match.group(1)) * _UNITS[unit])
 
 
+_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
+_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration(text: str, *, option: str = "duration") -> float:
+    """Parse ``90s``, ``30m``, ``12h``, ``7d``, ``2w`` or plain seconds."""
+    match = _DURATION_RE.match(text.lower())
+    if not match:
+        raise UsageError(f"{option}: cannot read {text!r} as a duration", hint="e.g. 7d, 12h, 30m")
+    return float(match.group(1)) * _SECONDS[match.group(2)]
+
+
+def format_age(seconds: float) -> str:
+    """``3d``, ``5h``, ``12m``, ``40s``: the largest whole unit."""
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{int(seconds // size)}{unit}"
+    return f"{int(max(seconds, 0))}s"
+
+
 def format_size(n: float) -> str:
     """Human-readable binary size: ``40.0 MiB``."""
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):

@@ -31,6 +31,7 @@ from fluppy_cli.engine import (
     FileResult,
     FileStarted,
     Notice,
+    UploadKept,
 )
 from fluppy_cli.errors import FluppyError
 from fluppy_cli.plan import format_size
@@ -72,6 +73,8 @@ def result_record(result: FileResult) -> dict[str, Any]:
         "parts": result.parts,
         "checksum": result.checksum,
         "upload_id": result.upload_id,
+        "resumed_bytes": result.resumed_bytes,
+        "sent_bytes": result.sent_bytes,
         "seconds": round(result.seconds, 3),
     }
 
@@ -115,6 +118,13 @@ class JsonDisplay:
             record = result_record(event.result)
         elif isinstance(event, FileFailed):
             record = failure_record(event)
+        elif isinstance(event, UploadKept):
+            record = {
+                "event": "kept",
+                "source": str(event.job.source),
+                "url": f"s3://{event.job.bucket}/{event.job.key}",
+                "upload_id": event.upload_id,
+            }
         elif isinstance(event, Notice):
             with self._lock:
                 print(f"fluppy: warning: {event.message}", file=self._err, flush=True)

@@ -102,6 +102,15 @@ class UploadedPart:
 
 
 @dataclass(frozen=True)
+class OpenUpload:
+    """A multipart upload in progress in a bucket."""
+
+    key: str
+    upload_id: str
+    initiated: str  # ISO 8601, as the server wrote it
+
+
+@dataclass(frozen=True)
 class CompleteResult:
     """The answer to CompleteMultipartUpload."""
 
@@ -114,14 +123,22 @@ class Body:
     """A request body sent in slices, reporting each slice as it goes out, so that
     progress counts bytes actually sent; ``sent`` lets a retry take them back."""
 
-    def __init__(self, data: bytes | memoryview, on_sent: Callable[[int], None]) -> None:
+    def __init__(
+        self,
+        data: bytes | memoryview,
+        on_sent: Callable[[int], None],
+        *,
+        stop: Callable[[], None] = lambda: None,
+    ) -> None:
         self.data = data
         self.sent = 0
         self._on_sent = on_sent
+        self._stop = stop  # raises to abandon the request between slices (Ctrl-C)
 
     def __iter__(self) -> Iterator[bytes]:
         view = memoryview(self.data)
         for start in range(0, len(view), CHUNK):
+            self._stop()
             chunk = bytes(view[start : start + CHUNK])
             yield chunk
             self.sent += len(chunk)
@@ -300,6 +317,35 @@ class S3Client:
             marker = _xml_text(root, "NextPartNumberMarker")
             if not truncated or not marker:
                 return parts
+
+    def list_multipart_uploads(self, bucket: str, prefix: str = "") -> list[OpenUpload]:
+        """ListMultipartUploads under ``prefix``, following pagination."""
+        out: list[OpenUpload] = []
+        markers: tuple[str | None, str | None] = (None, None)
+        ctx = Op("ListMultipartUploads", bucket, prefix)
+        while True:
+            params: list[tuple[str, str | None]] = []
+            if markers[0]:
+                params.append(("key-marker", markers[0]))
+            if prefix:
+                params.append(("prefix", prefix))
+            if markers[1]:
+                params.append(("upload-id-marker", markers[1]))
+            params.append(("uploads", None))
+            url = self.endpoint.object_url(bucket, "", encode_query(sorted(params)))
+            root = self._parse(self._send("GET", url, {}, None, payload_sha256=None, ctx=ctx), ctx)
+            for el in _xml_all(root, "Upload"):
+                out.append(
+                    OpenUpload(
+                        _child(el, "Key") or "",
+                        _child(el, "UploadId") or "",
+                        _child(el, "Initiated") or "",
+                    )
+                )
+            truncated = (_xml_text(root, "IsTruncated") or "false").lower() == "true"
+            markers = (_xml_text(root, "NextKeyMarker"), _xml_text(root, "NextUploadIdMarker"))
+            if not truncated or not (markers[0] or markers[1]):
+                return out
 
     # -- plumbing -------------------------------------------------------------
 

@@ -28,7 +28,7 @@ def _options(command: str) -> set[str]:
 
 
 @pytest.mark.parametrize("doc", ["README.md", "man/fluppy.1"])
-@pytest.mark.parametrize("command", ["upload", "creds"])
+@pytest.mark.parametrize("command", ["upload", "creds", "resume", "abort", "list"])
 def test_every_option_is_documented(doc: str, command: str) -> None:
     text = (ROOT / doc).read_text().replace("\\-", "-")
     missing = [o for o in sorted(_options(command)) if o not in text]

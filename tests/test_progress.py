@@ -84,6 +84,8 @@ def test_json_display_writes_one_object_per_file_on_stdout() -> None:
         "parts": 2,
         "checksum": "crc64nvme:xyz=",
         "upload_id": "upload-1",
+        "resumed_bytes": 0,
+        "sent_bytes": 0,
         "seconds": 2.0,
     }
     assert failed["event"] == "failed"

@@ -317,38 +317,3 @@ def test_creds_command_shows_the_credentials_without_secrets(
     (rec,) = rj.json_lines()
     assert rec["session_token"] is True
     assert 0 < rec["seconds_left"] <= 3600 * 12
-
-
-@pytest.mark.parametrize(("sig", "code"), [("SIGINT", 130), ("SIGTERM", 143)])
-def test_a_signal_stops_the_upload_cleanly(
-    moto: servers.Moto,
-    moto_proxy: servers.Proxy,
-    make_file: Callable[..., Path],
-    sig: str,
-    code: int,
-) -> None:
-    import signal
-    import subprocess
-    import sys
-    import time
-
-    f = make_file("stopped.bin", 30 * MiB)
-    moto_proxy.rate = 1 * MiB
-    argv = ["upload", "--endpoint-url", moto_proxy.url, "--creds-cmd", mint_cmd()]
-    argv += ["--to", f"s3://{BUCKET}/stopped.bin", "--part-size", "5MiB", "-j", "2", str(f)]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "fluppy_cli", *argv],
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    time.sleep(3)
-    proc.send_signal(getattr(signal, sig))
-    moto_proxy.rate = 0  # let the parts in flight finish quickly
-    _, err = proc.communicate(timeout=60)
-    assert proc.returncode == code, err
-    assert f"fluppy: interrupted by {sig}" in err
-    assert "Traceback" not in err
-    s3 = moto.client("s3")
-    assert s3.list_objects_v2(Bucket=BUCKET, Prefix="stopped.bin").get("KeyCount", 0) == 0
-    # Without a journal to resume from, the open upload is aborted: no parts left to pay for.
-    assert s3.list_multipart_uploads(Bucket=BUCKET, Prefix="stopped.bin").get("Uploads", []) == []
