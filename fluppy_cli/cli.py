@@ -377,20 +377,25 @@ def resume(
         )
         with _Output(progress, json_output, quiet, book) as out:
             for entry in entries:  # one at a time: each may have its own source and endpoint
-                session.check_unchanged(entry)
-                source = override or session.source_from_record(
-                    entry.credentials, creds_header or []
-                )
-                with session.connect(
-                    source,
-                    session.target_of(entry, target),
-                    concurrency=options.concurrency,
-                    on_warning=out.warn,
-                ) as conn:
-                    job = session.job_for(entry)
-                    out.results += session.run(
-                        conn, [job], options, journal=book, on_event=out.handle
+                try:
+                    session.check_unchanged(entry)
+                    source = override or session.source_from_record(
+                        entry.credentials, creds_header or []
                     )
+                    with session.connect(
+                        source,
+                        session.target_of(entry, target),
+                        concurrency=options.concurrency,
+                        on_warning=out.warn,
+                    ) as conn:
+                        job = session.job_for(entry)
+                        out.results += session.run(
+                            conn, [job], options, journal=book, on_event=out.handle
+                        )
+                except Interrupted:
+                    raise
+                except FluppyError as exc:  # one upload that cannot go on stops only itself
+                    out.results.append(exc)
         out.raise_failures()
 
 

@@ -179,6 +179,52 @@ def test_a_signal_keeps_the_upload_and_prints_the_resume_command(
     assert fetch(moto.client("s3"), BUCKET, "stopped.bin") == f.read_bytes()
 
 
+def test_a_second_signal_exits_at_once_and_the_journal_stays_readable(
+    moto: servers.Moto,
+    moto_proxy: servers.Proxy,
+    fluppy: Callable[..., Result],
+    make_file: Callable[..., Path],
+    journal: Path,
+) -> None:
+    store = Store("moto", moto_proxy.url, mint_cmd(), moto.client("s3"))
+    f = make_file("twice.bin", 6 * PART)
+    moto_proxy.rate = 1 * MiB
+    argv = upload_argv(store, f, "twice.bin", journal, "-j", "2")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fluppy_cli", *argv], stderr=subprocess.PIPE, text=True
+    )
+    time.sleep(3)
+    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    (entry,) = entries(journal)  # complete, parseable JSON whatever the moment
+    moto_proxy.rate = 0
+    r = fluppy("resume", str(entry["upload_id"]), "--journal", str(journal))
+    assert r.code == 0, r.err
+    assert fetch(moto.client("s3"), BUCKET, "twice.bin") == f.read_bytes()
+
+
+def test_resume_all_goes_on_past_an_upload_that_cannot_resume(
+    fluppy: Callable[..., Result],
+    moto: servers.Moto,
+    make_file: Callable[..., Path],
+    journal: Path,
+) -> None:
+    store = Store("moto", moto.url, mint_cmd(), moto.client("s3"))
+    files = [make_file(f"pair{i}.bin", 4 * PART) for i in range(2)]
+    for f in files:
+        argv = upload_argv(store, f, f.name, journal, "-j", "1")
+        assert fluppy(*argv, env={"FLUPPY_FAULT": "after-ack:2"}).code == 137
+    files[0].write_bytes(b"replaced")
+    r = fluppy("resume", "--all", "--journal", str(journal), "--json")
+    assert r.code == ExitStatus.USAGE
+    assert "pair0.bin changed since its upload began" in r.err
+    assert "1 of 2 files failed" in r.err
+    assert fetch(store.client, BUCKET, "pair1.bin") == files[1].read_bytes()
+
+
 def test_two_processes_share_one_journal(
     fluppy: Callable[..., Result],
     moto: servers.Moto,
