@@ -5,7 +5,9 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-test
 
-.PHONY: install test lint typecheck demo bench completions clean
+COMPANION := .cache/companion/node_modules/.bin/companion
+
+.PHONY: install test lint typecheck demo bench completions clean companion
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,7 +24,15 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-test: lint typecheck
+# Uppy Companion, pinned, for the backend-mode tests; without node they are skipped.
+$(COMPANION):
+	npm install --prefix .cache/companion --no-audit --no-fund --loglevel=error @uppy/companion@6.2.2
+
+companion:
+	@if command -v npm >/dev/null; then $(MAKE) --no-print-directory $(COMPANION); \
+	else echo "npm not found: the Companion (backend mode) tests will be skipped"; fi
+
+test: lint typecheck companion
 	$(BIN)/python -m pytest --cov=fluppy_cli --cov-branch --cov-report=term-missing:skip-covered
 
 demo: $(STAMP)

@@ -152,6 +152,17 @@ Retries = Annotated[
         rich_help_panel="Transfer",
     ),
 ]
+SignerOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--signer",
+        envvar="FLUPPY_SIGNER_URL",
+        metavar="URL",
+        help="Companion-compatible backend (routes under /s3/). Alone: it signs every "
+        "request. With credentials: local signing, the backend creates and completes.",
+        rich_help_panel=CREDS,
+    ),
+]
 UploadIds = Annotated[
     list[str] | None,
     typer.Argument(metavar="UPLOAD_ID", help="Upload ids (or unique prefixes) from fluppy list."),
@@ -277,6 +288,7 @@ def upload(
             "abort it and start afresh.",
         ),
     ] = False,
+    signer: SignerOpt = None,
     journal: JournalOpt = None,
     json_output: JsonOpt = False,
     quiet: QuietOpt = False,
@@ -300,9 +312,13 @@ def upload(
         )
         target = session.Target(settings.check_endpoint_url(endpoint_url), region, path_style)
         source = settings.credential_source(
-            command=creds_cmd, url=creds_url, headers=creds_header or [], timeout=creds_timeout
+            command=creds_cmd,
+            url=creds_url,
+            headers=creds_header or [],
+            timeout=creds_timeout,
+            required=not signer,
         )
-        assert source is not None
+        signer = settings.check_signer_url(signer)
 
         def jobs_for(bucket: str) -> list[Job]:
             return make_jobs(
@@ -315,14 +331,15 @@ def upload(
         with (
             _Output(progress, json_output, quiet, book) as out,
             session.connect(
-                source, target, concurrency=options.concurrency, on_warning=out.warn
+                source, target, concurrency=options.concurrency, on_warning=out.warn, signer=signer
             ) as conn,
         ):
             if jobs is None:
-                if not conn.creds.bucket:
+                bucket = conn.creds.bucket if conn.creds else None
+                if not bucket and conn.mode != "backend":
                     msg = "no bucket: the credentials do not name one"
                     raise UsageError(msg, hint="give --to s3://BUCKET/")
-                jobs = jobs_for(conn.creds.bucket)
+                jobs = jobs_for(bucket or "")  # in backend mode the backend chooses
             jobs = session.match_journal(
                 jobs,
                 book,
@@ -348,6 +365,7 @@ def resume(
     region: Region = None,
     concurrency: Concurrency = plan.DEFAULT_CONCURRENCY,
     retries: Retries = 5,
+    signer: SignerOpt = None,
     journal: JournalOpt = None,
     json_output: JsonOpt = False,
     quiet: QuietOpt = False,
@@ -379,14 +397,16 @@ def resume(
             for entry in entries:  # one at a time: each may have its own source and endpoint
                 try:
                     session.check_unchanged(entry)
+                    backend = settings.check_signer_url(signer) or entry.signer
                     source = override or session.source_from_record(
-                        entry.credentials, creds_header or []
+                        entry.credentials, creds_header or [], signer=backend
                     )
                     with session.connect(
                         source,
                         session.target_of(entry, target),
                         concurrency=options.concurrency,
                         on_warning=out.warn,
+                        signer=backend,
                     ) as conn:
                         job = session.job_for(entry)
                         out.results += session.run(
@@ -434,6 +454,7 @@ def abort(
     endpoint_url: EndpointUrl = None,
     region: Region = None,
     path_style: PathStyle = None,
+    signer: SignerOpt = None,
     journal: JournalOpt = None,
     json_output: JsonOpt = False,
     quiet: QuietOpt = False,
@@ -475,7 +496,7 @@ def abort(
         known = {e.upload_id for e in book.entries()}
         with session.connect(override, target, concurrency=1, on_warning=warn) as conn:
             stale = session.stale_remote_uploads(
-                conn.client, dest.bucket, dest.key, known=known, min_age=age or 7 * 86400
+                conn.store, dest.bucket, dest.key, known=known, min_age=age or 7 * 86400
             )
             for up in stale:
                 if not dry_run:
@@ -485,9 +506,16 @@ def abort(
     entries = session.older_than(_chosen(book, upload_ids, all_), age)
     for entry in entries:
         if not dry_run:
-            source = override or session.source_from_record(entry.credentials, creds_header or [])
+            backend = settings.check_signer_url(signer) or entry.signer
+            source = override or session.source_from_record(
+                entry.credentials, creds_header or [], signer=backend
+            )
             with session.connect(
-                source, session.target_of(entry, target), concurrency=1, on_warning=warn
+                source,
+                session.target_of(entry, target),
+                concurrency=1,
+                on_warning=warn,
+                signer=backend,
             ) as conn:
                 conn.client.abort_multipart_upload(entry.bucket, entry.key, entry.upload_id)
             book.remove(entry)

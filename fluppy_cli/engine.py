@@ -9,6 +9,7 @@ memory stays near ``concurrency`` x part size whatever the file sizes.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import logging
 import mimetypes
@@ -35,7 +36,8 @@ from fluppy_cli.errors import (
     UsageError,
 )
 from fluppy_cli.journal import Entry, Fingerprint, Journal, PartRecord, Recording
-from fluppy_cli.s3 import Body, PutResult, S3Client
+from fluppy_cli.s3 import Body, PutResult
+from fluppy_cli.stores import Store
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -69,6 +71,7 @@ class JournalContext:
     region: str
     path_style: bool
     credentials: dict[str, object]
+    signer: str = ""  # the signing backend's URL, if any
 
 
 @dataclass(frozen=True)
@@ -210,7 +213,7 @@ class Engine:
 
     def __init__(
         self,
-        client: S3Client,
+        client: Store,
         options: UploadOptions,
         *,
         on_event: Callable[[Event], None] = lambda _e: None,
@@ -273,8 +276,12 @@ class Engine:
         self._emit(FileDone(result))
         return result
 
+    def _algorithm(self, *, multipart: bool) -> Algorithm:
+        forced = self.client.forced_checksum(multipart=multipart)
+        return checksums.get(forced) if forced else self.checksum
+
     def _single(self, job: Job, started: float) -> FileResult:
-        alg = self.checksum
+        alg = self._algorithm(multipart=False)
         self._emit(FileStarted(job, 0))
         headers = self._object_headers(job)
         fd = _open(job)
@@ -298,6 +305,8 @@ class Engine:
             _check_unchanged(job, fd)
         finally:
             os.close(fd)
+        if result.key:  # a signing backend chose the key (and bucket)
+            job = dataclasses.replace(job, key=result.key, bucket=result.bucket or job.bucket)
         if alg.name == "md5" and _PLAIN_ETAG.match(result.etag):
             _expect(job, "ETag", result.etag, digest.md5_hex)
         return FileResult(
@@ -331,24 +340,26 @@ class Engine:
                     hint=f"start again with: fluppy upload {job.source} --to s3://{job.bucket}/{job.key}",
                 )
         entry = self._create(job)
+        if (entry.key, entry.bucket) != (job.key, job.bucket):  # a backend chose them
+            job = dataclasses.replace(job, key=entry.key, bucket=entry.bucket)
         return self._drive(job, entry, {}, started)
 
     def _create(self, job: Job) -> Entry:
         """CreateMultipartUpload, and the journal entry that makes it resumable."""
-        alg = self.checksum
+        alg = self._algorithm(multipart=True)
         part_size = plan.part_size_for(job.size, self.options.part_size)
         headers = self._object_headers(job)
         if alg.aws_name:
             headers["x-amz-checksum-algorithm"] = alg.aws_name
             headers["x-amz-checksum-type"] = alg.multipart_type
-        upload_id = self._retrying(
+        upload_id, key, bucket = self._retrying(
             lambda: self.client.create_multipart_upload(job.bucket, job.key, headers=headers)
         )
         ctx = self.journal
         entry = Entry(
             upload_id=upload_id,
-            bucket=job.bucket,
-            key=job.key,
+            bucket=bucket,
+            key=key,
             endpoint=ctx.endpoint if ctx else "",
             region=ctx.region if ctx else "",
             path_style=ctx.path_style if ctx else False,
@@ -359,12 +370,13 @@ class Engine:
             fingerprint=Fingerprint.of(job.source),
             credentials=dict(ctx.credentials) if ctx else {},
             metadata=dict(self.options.metadata),
+            signer=ctx.signer if ctx else "",
         )
         if ctx is not None:
             try:
                 ctx.journal.save(entry)
             except BaseException:
-                self._abort_quietly(job, upload_id)
+                self._abort_quietly(dataclasses.replace(job, key=key, bucket=bucket), upload_id)
                 raise
         faults.hit("after-create")
         return entry

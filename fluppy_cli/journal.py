@@ -36,8 +36,9 @@ from typing import Any
 from platformdirs import user_state_dir
 
 from fluppy_cli.errors import FluppyError, UsageError
+from fluppy_cli.journal_migrations import CURRENT as VERSION
+from fluppy_cli.journal_migrations import migrate
 
-VERSION = 1
 SAMPLES = 16
 SAMPLE_SIZE = 64 * 1024
 
@@ -120,6 +121,7 @@ class Entry:
     fingerprint: Fingerprint
     credentials: dict[str, Any]  # {"command": ...} or {"url": ..., "header_names": [...]}
     metadata: dict[str, str] = field(default_factory=dict)
+    signer: str = ""  # the signing backend's URL: set for backend and hybrid mode
     created: str = field(default_factory=lambda: _now())  # noqa: PLW0108 - _now is defined below
     parts: dict[int, PartRecord] = field(default_factory=dict)
 
@@ -216,8 +218,10 @@ class Journal:
                 f"{path} was written by a newer fluppy (format {version}); left as it is"
             )
             return None
-        if version != VERSION:
-            self._set_aside(path, f"unknown format version {version!r}")
+        try:
+            doc = migrate(doc)
+        except ValueError as exc:
+            self._set_aside(path, str(exc))
             return None
         try:
             return Entry.from_json(doc)

@@ -89,6 +89,8 @@ class PutResult:
 
     etag: str
     checksum: str | None  # the x-amz-checksum-* the server echoed, if any
+    key: str | None = None  # set when a signing backend chose the key
+    bucket: str | None = None  # likewise the bucket
 
 
 @dataclass(frozen=True)
@@ -134,6 +136,10 @@ class Body:
         self.sent = 0
         self._on_sent = on_sent
         self._stop = stop  # raises to abandon the request between slices (Ctrl-C)
+
+    @property
+    def content_length(self) -> int:
+        return len(self.data)
 
     def __iter__(self) -> Iterator[bytes]:
         view = memoryview(self.data)
@@ -190,6 +196,10 @@ def _child(el: ET.Element, tag: str) -> str | None:
 class S3Client:
     """S3 operations for one endpoint. Holds no credentials: the signer does."""
 
+    def forced_checksum(self, *, multipart: bool) -> str | None:
+        """Local signing can send any checksum: the user's choice stands."""
+        return None
+
     def __init__(self, http: httpx.Client, signer: Signer, endpoint: Endpoint) -> None:
         self.http = http
         self.signer = signer
@@ -215,15 +225,17 @@ class S3Client:
             _strip_etag(response.headers.get("etag")), self._echo(response, checksum_header)
         )
 
-    def create_multipart_upload(self, bucket: str, key: str, *, headers: Mapping[str, str]) -> str:
-        """CreateMultipartUpload; returns the upload id."""
+    def create_multipart_upload(
+        self, bucket: str, key: str, *, headers: Mapping[str, str]
+    ) -> tuple[str, str, str]:
+        """CreateMultipartUpload; returns the upload id, key and bucket."""
         url = self.endpoint.object_url(bucket, key, encode_query([("uploads", None)]))
         ctx = Op("CreateMultipartUpload", bucket, key)
         response = self._send("POST", url, headers, None, payload_sha256=None, ctx=ctx)
         upload_id = _xml_text(self._parse(response, ctx), "UploadId")
         if not upload_id:
             raise ctx.error(RemoteError, "the answer has no UploadId")
-        return upload_id
+        return upload_id, key, bucket
 
     def upload_part(
         self,
@@ -347,6 +359,12 @@ class S3Client:
             if not truncated or not (markers[0] or markers[1]):
                 return out
 
+    def send_presigned(
+        self, method: str, url: str, headers: Mapping[str, str], body: Body | None, op: Op
+    ) -> httpx.Response:
+        """Send a request a backend signed; S3's answer is read as for any other."""
+        return self._send(method, url, headers, body, payload_sha256="UNSIGNED-PAYLOAD", ctx=op)
+
     # -- plumbing -------------------------------------------------------------
 
     @staticmethod
@@ -373,7 +391,7 @@ class S3Client:
         send_headers = dict(signed.headers)
         content: bytes | Body | None = body
         if isinstance(body, Body):
-            send_headers["Content-Length"] = str(len(body.data))
+            send_headers["Content-Length"] = str(body.content_length)
         log.debug("%s %s", method, _redact(signed.url))
         try:
             response = self.http.request(method, signed.url, headers=send_headers, content=content)
@@ -417,6 +435,9 @@ class S3Client:
         code = code or f"HTTP {status}"
         text = f"{code}" + (f": {message}" if message and message != code else "")
         kw: dict[str, Any] = {"status": status, "code": code}
+        if status == 403 and message and "request has expired" in message.lower():
+            # A presigned URL outlived its signature: signing again is the fix.
+            return ctx.error(TemporaryFailure, text, retryable=True, **kw)
         if code in _EXPIRED_CODES:
             if signed is not None:
                 self.signer.invalidate(signed)

@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 
 from fluppy_cli import plan
+from fluppy_cli.companion import CompanionClient
 from fluppy_cli.credentials import (
     CommandSource,
     CredentialCache,
@@ -33,11 +34,15 @@ from fluppy_cli.engine import (
     Notice,
     UploadOptions,
 )
-from fluppy_cli.errors import FluppyError, UsageError
+from fluppy_cli.errors import CredentialsError, FluppyError, UsageError
 from fluppy_cli.journal import Entry, Fingerprint, Journal
 from fluppy_cli.s3 import Endpoint, OpenUpload, S3Client
 from fluppy_cli.settings import DEFAULT_REGION
-from fluppy_cli.signing import LocalSigner
+from fluppy_cli.signing import LocalSigner, Presigned
+from fluppy_cli.stores import BackendStore, HybridStore, Store
+
+# Backend mode sends only presigned URLs, which carry their own host.
+_UNUSED = Endpoint("https://backend-signed.invalid", True)
 
 
 @dataclass(frozen=True)
@@ -65,9 +70,12 @@ def source_record(source: CredentialSource) -> dict[str, Any]:
     return {}
 
 
-def source_from_record(record: dict[str, Any], header_lines: Sequence[str]) -> CredentialSource:
+def source_from_record(
+    record: dict[str, Any], header_lines: Sequence[str], *, signer: str = ""
+) -> CredentialSource | None:
     """The credential source an upload was started with; headers come again from
-    --creds-header or FLUPPY_CREDS_HEADERS, since their values were never stored."""
+    --creds-header or FLUPPY_CREDS_HEADERS, since their values were never stored.
+    None for a backend-mode upload (a signer and no credentials)."""
     timeout = float(record.get("timeout", 60.0))
     if "command" in record:
         return CommandSource(str(record["command"]), timeout)
@@ -79,19 +87,32 @@ def source_from_record(record: dict[str, Any], header_lines: Sequence[str]) -> C
             msg = f"the credentials URL of this upload needs the header(s) {', '.join(missing)}"
             raise UsageError(msg, hint="give them with --creds-header or FLUPPY_CREDS_HEADERS")
         return UrlSource(str(record["url"]), headers, timeout)
+    if signer:
+        return None
     msg = "the journal entry does not say where its credentials came from"
     raise UsageError(msg, hint="give --creds-cmd or --creds-url")
 
 
 @dataclass
 class Connection:
-    """Credentials, a signer and an S3 client for one endpoint; close when done."""
+    """The store for one command (local, backend or hybrid); close when done."""
 
-    cache: CredentialCache
-    creds: TemporaryCredentials
+    store: Store
+    creds: TemporaryCredentials | None  # None in backend mode
+    source: CredentialSource | None
     endpoint: Endpoint
     region: str
-    client: S3Client
+    signer: str = ""
+
+    @property
+    def client(self) -> Store:
+        return self.store
+
+    @property
+    def mode(self) -> str:
+        if not self.signer:
+            return "local"
+        return "hybrid" if self.creds is not None else "backend"
 
     def journal_context(self, journal: Journal | None) -> JournalContext | None:
         if journal is None:
@@ -101,30 +122,54 @@ class Connection:
             self.endpoint.url,
             self.region,
             self.endpoint.path_style,
-            source_record(self.cache.source),
+            source_record(self.source) if self.source else {},
+            self.signer,
         )
 
 
 @contextmanager
 def connect(
-    source: CredentialSource,
+    source: CredentialSource | None,
     target: Target,
     *,
     concurrency: int,
     on_warning: Callable[[str], None],
+    signer: str | None = None,
 ) -> Iterator[Connection]:
     """Fetch credentials once (so that a bad source fails before any upload),
-    then open one pooled HTTP client."""
-    cache = CredentialCache(source, on_warning=on_warning)
-    creds = cache.get()
-    endpoint, region = target.resolve(creds)
+    then open one pooled HTTP client. With a signer the store is the backend
+    (no credentials) or hybrid (credentials too); if the credentials cannot be
+    fetched and a signer is there, the backend signs, after one warning."""
+    cache = CredentialCache(source, on_warning=on_warning) if source else None
+    creds = None
+    if cache is not None:
+        try:
+            creds = cache.get()
+        except CredentialsError as exc:
+            if not signer:
+                raise
+            on_warning(f"{exc}; signing through the backend instead")
+            cache = None
+    endpoint, region = target.resolve(creds) if creds else (_UNUSED, DEFAULT_REGION)
     with httpx.Client(
         timeout=httpx.Timeout(120.0, connect=15.0),
-        limits=httpx.Limits(max_connections=concurrency + 2),
+        limits=httpx.Limits(max_connections=concurrency + 4),
         follow_redirects=False,
     ) as http:
-        client = S3Client(http, LocalSigner(cache, region), endpoint)
-        yield Connection(cache, creds, endpoint, region, client)
+        local = S3Client(http, LocalSigner(cache, region), endpoint) if cache else None
+        store: Store
+        if not signer:
+            assert local is not None
+            store = local
+        else:
+            backend = CompanionClient(http, signer)
+            presigned = S3Client(http, Presigned(), endpoint)
+            store = (
+                HybridStore(backend, presigned, local, on_warning=on_warning)
+                if local
+                else BackendStore(backend, presigned, on_warning=on_warning)
+            )
+        yield Connection(store, creds, source if cache else None, endpoint, region, signer or "")
 
 
 def run(
@@ -217,7 +262,7 @@ def older_than(entries: Sequence[Entry], seconds: float | None) -> list[Entry]:
 
 
 def stale_remote_uploads(
-    client: S3Client,
+    client: Store,
     bucket: str,
     prefix: str,
     *,
@@ -228,6 +273,9 @@ def stale_remote_uploads(
     are at least ``min_age`` seconds old: abandoned parts that cost money."""
     now = datetime.now(timezone.utc)
     out = []
+    if not isinstance(client, S3Client):
+        msg = "abort --remote lists the bucket itself: it needs credentials, not only a signer"
+        raise UsageError(msg, hint="give --creds-cmd or --creds-url")
     for up in client.list_multipart_uploads(bucket, prefix):
         if up.upload_id in known:
             continue

@@ -99,6 +99,16 @@ def check_concurrency(value: int) -> int:
     return value
 
 
+def check_signer_url(url: str | None) -> str | None:
+    """The signing backend's base URL (its routes are under /s3/)."""
+    if not url:
+        return None
+    if not re.match(r"^https?://[^/?#]+", url):
+        msg = f"--signer {url!r} is not an http(s) URL"
+        raise UsageError(msg, hint="e.g. https://companion.example.com")
+    return url.rstrip("/")
+
+
 def check_endpoint_url(url: str | None) -> str | None:
     """A bare scheme://host[:port]; a path would silently change every key."""
     if url is None:

@@ -213,3 +213,45 @@ def creds_server(moto: servers.Moto) -> Iterator[CredsServer]:
     yield s
     s.httpd.shutdown()
     s.httpd.server_close()
+
+
+@dataclass
+class Backend:
+    """Uppy Companion signing for an (unauthenticated) moto, behind a recording proxy."""
+
+    url: str  # the proxy: what fluppy is given as --signer
+    s3_url: str
+    proxy: servers.RecordingProxy
+
+    def client(self) -> Any:
+        import boto3
+
+        return boto3.client(
+            "s3",
+            endpoint_url=self.s3_url,
+            region_name=servers.REGION,
+            aws_access_key_id=servers.COMPANION_KEY,
+            aws_secret_access_key=servers.COMPANION_SECRET,
+        )
+
+
+@pytest.fixture(scope="session")
+def _companion(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backend]:
+    import shutil
+
+    if shutil.which("node") is None or not servers.COMPANION_BIN.exists():
+        pytest.skip("node or Uppy Companion is not installed here (make companion installs it)")
+    s3_url, moto_proc = servers.start_open_moto()
+    with servers.running(moto_proc):
+        url, proc = servers.start_companion(s3_url, str(tmp_path_factory.mktemp("companion")))
+        with servers.running(proc):
+            proxy = servers.RecordingProxy(url)
+            yield Backend(proxy.url, s3_url, proxy)
+            proxy.close()
+
+
+@pytest.fixture
+def companion(_companion: Backend) -> Backend:
+    _companion.proxy.calls.clear()
+    _companion.proxy.fail_with = None
+    return _companion

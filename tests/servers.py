@@ -117,12 +117,11 @@ class Moto:
         }
 
 
-SETUP_CALLS = 8  # the unauthenticated calls start_moto makes, counted exactly
+SETUP_CALLS = 8
 
 
-def start_moto() -> Moto:
+def _spawn_moto(env: dict[str, str]) -> tuple[str, subprocess.Popen[bytes]]:
     port = free_port()
-    env = {**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": str(SETUP_CALLS)}
     proc = subprocess.Popen(
         [_bin("moto_server"), "-H", "127.0.0.1", "-p", str(port)],
         env=env,
@@ -131,7 +130,14 @@ def start_moto() -> Moto:
         start_new_session=True,
     )
     wait_for_port(port, proc)
-    url = f"http://127.0.0.1:{port}"
+    return (
+        f"http://127.0.0.1:{port}",
+        proc,
+    )  # the unauthenticated calls start_moto makes, counted exactly
+
+
+def start_moto() -> Moto:
+    url, proc = _spawn_moto({**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": str(SETUP_CALLS)})
     anon = {
         "endpoint_url": url,
         "region_name": REGION,
@@ -331,3 +337,116 @@ def running(proc: subprocess.Popen[bytes]) -> Iterator[None]:
         yield
     finally:
         stop(proc)
+
+
+COMPANION_BIN = Path(__file__).parent.parent / ".cache/companion/node_modules/.bin/companion"
+COMPANION_KEY, COMPANION_SECRET = "AKIDCOMPANIONTEST01", "companion-secret-for-tests"
+
+
+def start_open_moto() -> tuple[str, subprocess.Popen[bytes]]:
+    """moto without authentication: it answers presigned URLs with 500 when auth is
+    on, and Companion's /s3/sts gets moto's fixed example key, which auth rejects."""
+    env = {k: v for k, v in os.environ.items() if k != "INITIAL_NO_AUTH_ACTION_COUNT"}
+    url, proc = _spawn_moto(env)
+    boto3.client(
+        "s3",
+        endpoint_url=url,
+        region_name=REGION,
+        aws_access_key_id=COMPANION_KEY,
+        aws_secret_access_key=COMPANION_SECRET,
+    ).create_bucket(Bucket=BUCKET)
+    return url, proc
+
+
+def start_companion(s3_url: str, workdir: str) -> tuple[str, subprocess.Popen[bytes]]:
+    """Uppy Companion 6.2.2 (from npm, pinned) signing for ``s3_url``."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "COMPANION_AWS_KEY": COMPANION_KEY,
+        "COMPANION_AWS_SECRET": COMPANION_SECRET,
+        "COMPANION_AWS_BUCKET": BUCKET,
+        "COMPANION_AWS_REGION": REGION,
+        "COMPANION_AWS_ENDPOINT": s3_url,
+        "COMPANION_AWS_FORCE_PATH_STYLE": "true",
+        "AWS_ENDPOINT_URL_STS": s3_url,
+        "COMPANION_DATADIR": workdir,
+        "COMPANION_DOMAIN": f"127.0.0.1:{port}",
+        "COMPANION_PROTOCOL": "http",
+        "COMPANION_PORT": str(port),
+        "COMPANION_SECRET": "companion-test-secret",
+        "COMPANION_CLIENT_ORIGINS": "true",
+    }
+    with open(Path(workdir, "companion.log"), "wb") as log:
+        proc = subprocess.Popen(
+            [str(COMPANION_BIN)],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    wait_for_port(port, proc)
+    return f"http://127.0.0.1:{port}", proc
+
+
+class RecordingProxy:
+    """An HTTP proxy in front of a backend that records each request's method and
+    path, so that tests can tell which routes fluppy called."""
+
+    def __init__(self, upstream: str) -> None:
+        import http.server
+
+        import httpx
+
+        self.calls: list[tuple[str, str]] = []
+        self.fail_with: int | None = None
+        proxy = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def _forward(self) -> None:
+                proxy.calls.append((self.command, self.path.split("?")[0]))
+                if proxy.fail_with is not None:
+                    body = b"<html><body>Bad Gateway</body></html>"
+                    self.send_response(proxy.fail_with)
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                    return
+                length = int(self.headers.get("Content-Length") or 0)
+                data = self.rfile.read(length) if length else b""
+                headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
+                r = httpx.request(
+                    self.command, upstream + self.path, headers=headers, content=data, timeout=30
+                )
+                self.send_response(r.status_code)
+                for k, v in r.headers.items():
+                    if k.lower() not in ("content-length", "transfer-encoding", "connection"):
+                        self.send_header(k, v)
+                self.send_header("Content-Length", str(len(r.content)))
+                self.end_headers()
+                self.wfile.write(r.content)
+
+            do_GET = do_POST = do_DELETE = do_PUT = _forward
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def routes(self) -> set[str]:
+        """The routes called, with ids and part numbers folded: GET /s3/multipart/:id/:n."""
+        out = set()
+        for method, path in self.calls:
+            parts = path.split("/")
+            if len(parts) > 3 and parts[2] == "multipart":
+                parts[3] = ":id"
+                if len(parts) > 4 and parts[4].isdigit():
+                    parts[4] = ":n"
+            out.add(f"{method} {'/'.join(parts)}")
+        return out
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()

@@ -83,7 +83,7 @@ def test_entries_survive_a_round_trip_with_parts_in_order(tmp_path: Path) -> Non
     journal.save(entry())
     (path,) = (tmp_path / "j").glob("*.json")
     doc = json.loads(path.read_text())
-    assert doc["version"] == 1
+    assert doc["version"] == 2
     assert [p["number"] for p in doc["parts"]] == [1, 2]
     assert journal.entries() == [entry()]
     assert list((tmp_path / "j").glob(".*.tmp")) == []  # no temp file left behind
@@ -136,3 +136,17 @@ def test_entry_age(tmp_path: Path) -> None:
     e = entry()
     e.created = "2020-01-01T00:00:00+00:00"
     assert e.age_seconds() > 3 * 365 * 86400
+
+
+def test_a_version_1_entry_is_migrated_when_read(tmp_path: Path) -> None:
+    journal = Journal.open(tmp_path / "j")
+    journal.save(entry())
+    (path,) = (tmp_path / "j").glob("*.json")
+    doc = json.loads(path.read_text())
+    doc["version"] = 1
+    del doc["signer"]  # what fluppy 0.1 before backend mode wrote
+    path.write_text(json.dumps(doc))
+    (read,) = journal.entries()
+    assert read.signer == ""
+    assert read == entry()
+    assert journal.problems == []
