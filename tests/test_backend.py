@@ -6,6 +6,7 @@ key, which auth would reject."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -191,3 +192,54 @@ def test_resume_and_abort_in_backend_mode(
     uploads = companion.client().list_multipart_uploads(Bucket=BUCKET).get("Uploads", [])
     assert upload_id not in [u["UploadId"] for u in uploads]
     assert list(Path(journal).glob("*.json")) == []
+
+
+def test_a_backend_that_answers_params_with_a_put_url(
+    cli: Callable[..., Result], companion: Backend, make_file: Callable[..., Path]
+) -> None:
+    """Companion answers /s3/params with a POST form; other backends answer with a
+    URL and headers for PUT, which the protocol allows. A small backend of that kind,
+    presigning with boto3 for the same moto."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from urllib.parse import parse_qs, urlsplit
+
+    s3 = companion.client()
+
+    class PutBackend(BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            query = parse_qs(urlsplit(self.path).query)
+            key = f"put-style/{query['filename'][0]}"
+            url = s3.generate_presigned_url(
+                "put_object",
+                Params={"Bucket": BUCKET, "Key": key, "ContentType": query["type"][0]},
+                ExpiresIn=600,
+            )
+            body = json.dumps(
+                {"method": "PUT", "url": url, "headers": {"Content-Type": query["type"][0]}}
+            ).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), PutBackend)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        f = make_file("photo.jpg", 4000)
+        url = f"http://127.0.0.1:{httpd.server_address[1]}"
+        r = cli("upload", str(f), "--signer", url, "--to", f"s3://{BUCKET}/", "--json")
+        assert r.code == 0, r.err
+        (rec,) = r.json_lines()
+        assert rec["key"] == "put-style/photo.jpg"  # read back from the signed URL
+        assert rec["etag"] == hashlib.md5(f.read_bytes()).hexdigest()
+        head = s3.head_object(Bucket=BUCKET, Key="put-style/photo.jpg")
+        assert head["ContentType"] == "image/jpeg"
+        assert fetch(s3, BUCKET, "put-style/photo.jpg") == f.read_bytes()
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
