@@ -8,10 +8,12 @@
   called); create, list, complete and abort go to the backend. When the
   credentials fail it falls back to backend signing, with one warning.
 
-Bodies signed by the backend carry Content-MD5, which S3 checks even though it
-is not part of the signature. A backend's multipart upload is created without
-a checksum algorithm, so its parts cannot carry x-amz-checksum-* headers:
-MD5 is what every part gets there.
+A URL the backend signed is sent exactly as signed: an extra header it did not
+sign (even Content-MD5) makes strict stores such as SeaweedFS refuse the
+signature. Such bodies are checked afterwards instead: the engine computes
+their MD5 and compares it with the ETag the server returns. A backend's
+multipart upload is created without a checksum algorithm, so locally signed
+parts in hybrid mode carry a signed Content-MD5 rather than x-amz-checksum-*.
 """
 
 from __future__ import annotations
@@ -155,11 +157,8 @@ class BackendStore:
             etag = response.headers.get("etag") or _xml_etag(response.content)
             return PutResult(etag.strip('"'), None, chosen, params.fields.get("bucket"))
         chosen = _key_from_url(params.url, bucket) or key
-        send = {**params.headers}
-        if "Content-MD5" in headers:
-            send["Content-MD5"] = headers["Content-MD5"]
         op = Op("PutObject", bucket, chosen)
-        response = self.presigned.send_presigned("PUT", params.url, send, body, op)
+        response = self.presigned.send_presigned("PUT", params.url, params.headers, body, op)
         return PutResult(str(response.headers.get("etag", "")).strip('"'), None, chosen)
 
     def create_multipart_upload(
@@ -195,9 +194,8 @@ class BackendStore:
                 "requestChecksumCalculation to WHEN_REQUIRED, or give fluppy credentials "
                 "too (hybrid mode signs parts locally)"
             )
-        send = {k: v for k, v in headers.items() if k == "Content-MD5"}
         op = Op("UploadPart", bucket, key, number)
-        response = self.presigned.send_presigned("PUT", url, send, body, op)
+        response = self.presigned.send_presigned("PUT", url, {}, body, op)
         return PutResult(str(response.headers.get("etag", "")).strip('"'), None)
 
     def complete_multipart_upload(
@@ -212,7 +210,7 @@ class BackendStore:
     ) -> CompleteResult:
         self.backend.complete(upload_id, key, [(n, etag) for n, etag, _ in parts])
         # Companion answers with a location only: no ETag or checksum to compare;
-        # every part was checked by the server against its Content-MD5.
+        # every part's ETag was compared with its MD5 as it came back.
         return CompleteResult("", None, None)
 
     def abort_multipart_upload(self, bucket: str, key: str, upload_id: str) -> None:

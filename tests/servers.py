@@ -277,6 +277,7 @@ class Proxy:
     def reset(self) -> None:
         with self._lock:
             self.rate, self.drop_next, self.corrupt_next = 0, 0, None
+            self.connections = self.corrupted = 0
 
     def close(self) -> None:
         self._closed = True

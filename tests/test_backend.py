@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import servers
@@ -194,45 +196,61 @@ def test_resume_and_abort_in_backend_mode(
     assert list(Path(journal).glob("*.json")) == []
 
 
+class PutBackend:
+    """A small backend speaking the /s3/params route with PUT URLs presigned by
+    boto3 (Companion answers with POST forms; the protocol allows both).
+    ``expired_first``: the first URL it hands out has already expired."""
+
+    def __init__(self, s3: Any, *, expired_first: bool = False) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        from urllib.parse import parse_qs, urlsplit
+
+        self.calls = 0
+        backend = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                backend.calls += 1
+                query = parse_qs(urlsplit(self.path).query)
+                key = f"put-style/{query['filename'][0]}"
+                stale = expired_first and backend.calls == 1
+                url = s3.generate_presigned_url(
+                    "put_object",
+                    Params={"Bucket": BUCKET, "Key": key, "ContentType": query["type"][0]},
+                    ExpiresIn=1 if stale else 600,
+                )
+                if stale:
+                    time.sleep(2.5)  # outlives its signature before fluppy gets it
+                body = json.dumps(
+                    {"method": "PUT", "url": url, "headers": {"Content-Type": query["type"][0]}}
+                ).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
 def test_a_backend_that_answers_params_with_a_put_url(
     cli: Callable[..., Result], companion: Backend, make_file: Callable[..., Path]
 ) -> None:
-    """Companion answers /s3/params with a POST form; other backends answer with a
-    URL and headers for PUT, which the protocol allows. A small backend of that kind,
-    presigning with boto3 for the same moto."""
-    import threading
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-    from urllib.parse import parse_qs, urlsplit
-
     s3 = companion.client()
-
-    class PutBackend(BaseHTTPRequestHandler):
-        def log_message(self, *args: object) -> None:
-            pass
-
-        def do_GET(self) -> None:
-            query = parse_qs(urlsplit(self.path).query)
-            key = f"put-style/{query['filename'][0]}"
-            url = s3.generate_presigned_url(
-                "put_object",
-                Params={"Bucket": BUCKET, "Key": key, "ContentType": query["type"][0]},
-                ExpiresIn=600,
-            )
-            body = json.dumps(
-                {"method": "PUT", "url": url, "headers": {"Content-Type": query["type"][0]}}
-            ).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), PutBackend)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    backend = PutBackend(s3)
     try:
         f = make_file("photo.jpg", 4000)
-        url = f"http://127.0.0.1:{httpd.server_address[1]}"
-        r = cli("upload", str(f), "--signer", url, "--to", f"s3://{BUCKET}/", "--json")
+        r = cli("upload", str(f), "--signer", backend.url, "--to", f"s3://{BUCKET}/", "--json")
         assert r.code == 0, r.err
         (rec,) = r.json_lines()
         assert rec["key"] == "put-style/photo.jpg"  # read back from the signed URL
@@ -241,5 +259,54 @@ def test_a_backend_that_answers_params_with_a_put_url(
         assert head["ContentType"] == "image/jpeg"
         assert fetch(s3, BUCKET, "put-style/photo.jpg") == f.read_bytes()
     finally:
-        httpd.shutdown()
-        httpd.server_close()
+        backend.close()
+
+
+def test_an_expired_presigned_url_is_signed_again(
+    cli: Callable[..., Result], seaweed: servers.Seaweed, make_file: Callable[..., Path]
+) -> None:
+    # SeaweedFS checks presigned expiry (moto does not) and answers as S3 does:
+    # 403 AccessDenied "Request has expired".
+    s3 = seaweed.client()
+    backend = PutBackend(s3, expired_first=True)
+    try:
+        f = make_file("late.txt", 3000)
+        r = cli("upload", str(f), "--signer", backend.url, "--to", f"s3://{BUCKET}/", "--debug")
+        assert r.code == 0, r.err
+        assert "Request has expired" in r.err  # seen, and retried
+        assert backend.calls == 2  # signed again for the retry
+        assert fetch(s3, BUCKET, "put-style/late.txt") == f.read_bytes()
+    finally:
+        backend.close()
+
+
+def test_a_backend_signed_body_damaged_in_transit_is_caught_by_its_etag(
+    cli: Callable[..., Result],
+    seaweed: servers.Seaweed,
+    weed_proxy: servers.Proxy,
+    make_file: Callable[..., Path],
+) -> None:
+    # No checksum header can ride along a URL the backend signed, so the server
+    # stores what arrives; fluppy compares the ETag it answers with the MD5.
+    import boto3
+    from botocore.config import Config
+
+    through_proxy = boto3.client(
+        "s3",
+        endpoint_url=weed_proxy.url,
+        region_name=servers.REGION,
+        aws_access_key_id=seaweed.key,
+        aws_secret_access_key=seaweed.secret,
+        config=Config(s3={"addressing_style": "path"}),
+    )
+    backend = PutBackend(through_proxy)
+    try:
+        f = make_file("fragile.bin", 64 * 1024)
+        weed_proxy.corrupt_next = 32 * 1024  # inside the body of the PUT
+        r = cli("upload", str(f), "--signer", backend.url, "--to", f"s3://{BUCKET}/")
+        assert weed_proxy.corrupted == 1
+        assert r.code == ExitStatus.INTEGRITY, r.err
+        assert "the server's ETag is" in r.err
+        assert "may be corrupt" in r.err
+    finally:
+        backend.close()
