@@ -263,7 +263,8 @@ class Engine:
             return self._fatal or Interrupted("stopped before this file started")
         started = time.monotonic()
         try:
-            if plan.use_multipart(job.size, self.options.threshold):
+            # A journaled upload stays multipart whatever the threshold is today.
+            if job.resume is not None or plan.use_multipart(job.size, self.options.threshold):
                 result = self._multipart(job, started)
             else:
                 result = self._single(job, started)
@@ -305,6 +306,7 @@ class Engine:
             _check_unchanged(job, fd)
         finally:
             os.close(fd)
+        sent = self._sent_for(job)
         if result.key:  # a signing backend chose the key (and bucket)
             job = dataclasses.replace(job, key=result.key, bucket=result.bucket or job.bucket)
         return FileResult(
@@ -313,7 +315,7 @@ class Engine:
             0,
             time.monotonic() - started,
             f"{alg.name}:{result.checksum}" if result.checksum else None,
-            sent_bytes=self._sent_for(job),
+            sent_bytes=sent,
         )
 
     # -- multipart: start, resume, and what happens when it stops ----------------

@@ -34,6 +34,7 @@ def test_backend_mode_single_file_goes_up_as_a_presigned_post(
     assert rec["bucket"] == BUCKET
     assert rec["key"].endswith("-note.txt")  # the backend chose it: uuid-name
     assert rec["key"] != "note.txt"
+    assert rec["sent_bytes"] == 3000
     assert companion.proxy.routes() == {"GET /s3/params"}
     assert fetch(companion.client(), BUCKET, rec["key"]) == f.read_bytes()
 

@@ -462,3 +462,23 @@ def test_resume_and_abort_bad_input(
     r = cli(*args, "--journal", str(journal))
     assert r.code == ExitStatus.USAGE
     assert needle in r.err
+
+
+def test_resume_keeps_a_small_upload_multipart_whatever_the_threshold(
+    fluppy: Callable[..., Result],
+    moto: servers.Moto,
+    make_file: Callable[..., Path],
+    journal: Path,
+) -> None:
+    store = Store("moto", moto.url, mint_cmd(), moto.client("s3"))
+    f = make_file("small-mp.bin", 3 * PART)  # below the default 16 MiB threshold
+    argv = upload_argv(
+        store, f, "small-mp.bin", journal, "-j", "1", "--multipart-threshold", "5MiB"
+    )
+    assert fluppy(*argv, env={"FLUPPY_FAULT": "after-ack:1"}).code == 137
+    r = fluppy("resume", "--all", "--journal", str(journal), "--json")
+    assert r.code == 0, r.err
+    (rec,) = r.json_lines()
+    assert rec["parts"] == 3
+    assert rec["resumed_bytes"] == PART
+    assert fetch(store.client, BUCKET, "small-mp.bin") == f.read_bytes()
