@@ -346,6 +346,7 @@ def upload(
                 endpoint=conn.endpoint.url,
                 threshold=options.threshold,
                 restart=restart,
+                signer=conn.signer,
             )
             out.results = session.run(conn, jobs, options, journal=book, on_event=out.handle)
         out.raise_failures()

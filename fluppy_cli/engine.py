@@ -325,6 +325,8 @@ class Engine:
             self._forget(job, job.replaces, abort=True)
         if job.resume is not None:
             assert self.journal is not None
+            # The upload lives where it was created (a backend may have chosen the key).
+            job = dataclasses.replace(job, key=job.resume.key, bucket=job.resume.bucket)
             with self.journal.journal.claim(job.resume):
                 done = self._parts_on_server(job, job.resume)
             if done is not None:

@@ -235,15 +235,15 @@ class Journal:
             os.replace(path, aside)
         self.problems.append(f"journal entry {path.name} unreadable: {reason}; kept as {aside}")
 
-    def find(self, *, source: str, endpoint: str, bucket: str, key: str) -> Entry | None:
-        """The entry for this source and destination, if any."""
+    def find(
+        self, *, source: str, endpoint: str, bucket: str, key: str, signer: str = ""
+    ) -> Entry | None:
+        """The entry for this source and destination, if any. With a signing
+        backend the backend chose the key, so source, endpoint and signer decide."""
         for entry in self.entries():
-            if (entry.source, entry.endpoint, entry.bucket, entry.key) == (
-                source,
-                endpoint,
-                bucket,
-                key,
-            ):
+            if (entry.source, entry.endpoint, entry.signer) != (source, endpoint, signer):
+                continue
+            if signer or (entry.bucket, entry.key) == (bucket, key):
                 return entry
         return None
 

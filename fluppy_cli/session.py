@@ -192,6 +192,7 @@ def match_journal(
     endpoint: str,
     threshold: int,
     restart: bool,
+    signer: str = "",
 ) -> list[Job]:
     """Attach each multipart job's journal entry: resume it, or with ``restart``
     replace it. A file that changed since its upload began is refused."""
@@ -201,7 +202,7 @@ def match_journal(
             out.append(job)
             continue
         entry = journal.find(
-            source=str(job.source), endpoint=endpoint, bucket=job.bucket, key=job.key
+            source=str(job.source), endpoint=endpoint, bucket=job.bucket, key=job.key, signer=signer
         )
         if entry is None:
             out.append(job)

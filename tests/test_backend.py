@@ -179,6 +179,13 @@ def test_resume_and_abort_in_backend_mode(
     assert entry["signer"] == companion.url
     assert entry["credentials"] == {}
     companion.proxy.calls.clear()
+    r = fluppy(*argv, "--json")  # the same command resumes, though the backend chose the key
+    assert r.code == 0, r.err
+    assert r.json_lines()[0]["resumed_bytes"] == 10 * MiB
+    assert fetch(companion.client(), BUCKET, r.json_lines()[0]["key"]) == f.read_bytes()
+
+    assert fluppy(*argv, env={"FLUPPY_FAULT": "after-ack:2"}).code == 137
+    companion.proxy.calls.clear()
     r = fluppy("resume", "--all", "--journal", journal, "--json")
     assert r.code == 0, r.err
     (rec,) = r.json_lines()
