@@ -323,16 +323,17 @@ class Engine:
     def _multipart(self, job: Job, started: float) -> FileResult:
         if job.replaces is not None:
             self._forget(job, job.replaces, abort=True)
-        if job.resume is not None:
+        resume = job.resume
+        if resume is not None:
             assert self.journal is not None
             # The upload lives where it was created (a backend may have chosen the key).
-            job = dataclasses.replace(job, key=job.resume.key, bucket=job.resume.bucket)
-            with self.journal.journal.claim(job.resume):
-                done = self._parts_on_server(job, job.resume)
+            job = dataclasses.replace(job, key=resume.key, bucket=resume.bucket)
+            with self.journal.journal.claim(resume):
+                done = self._parts_on_server(job, resume)
             if done is not None:
-                return self._drive(job, job.resume, done, started)
+                return self._drive(job, resume, done, started)
             if not job.restart_if_gone:
-                msg = f"the upload {job.resume.upload_id} is gone from the server"
+                msg = f"the upload {resume.upload_id} is gone from the server"
                 raise RemoteError(
                     msg
                     + " (aborted, or expired by a lifecycle rule); its journal entry was dropped",
