@@ -398,16 +398,14 @@ def resume(
             for entry in entries:  # one at a time: each may have its own source and endpoint
                 try:
                     session.check_unchanged(entry)
-                    backend = settings.check_signer_url(signer) or entry.signer
-                    source = override or session.source_from_record(
-                        entry.credentials, creds_header or [], signer=backend
-                    )
-                    with session.connect(
-                        source,
-                        session.target_of(entry, target),
+                    with session.connect_entry(
+                        entry,
+                        override=override,
+                        header_lines=creds_header or [],
+                        target=target,
+                        signer=settings.check_signer_url(signer),
                         concurrency=options.concurrency,
                         on_warning=out.warn,
-                        signer=backend,
                     ) as conn:
                         job = session.job_for(entry)
                         out.results += session.run(
@@ -507,16 +505,14 @@ def abort(
     entries = session.older_than(_chosen(book, upload_ids, all_), age)
     for entry in entries:
         if not dry_run:
-            backend = settings.check_signer_url(signer) or entry.signer
-            source = override or session.source_from_record(
-                entry.credentials, creds_header or [], signer=backend
-            )
-            with session.connect(
-                source,
-                session.target_of(entry, target),
+            with session.connect_entry(
+                entry,
+                override=override,
+                header_lines=creds_header or [],
+                target=target,
+                signer=settings.check_signer_url(signer),
                 concurrency=1,
                 on_warning=warn,
-                signer=backend,
             ) as conn:
                 conn.client.abort_multipart_upload(entry.bucket, entry.key, entry.upload_id)
             book.remove(entry)

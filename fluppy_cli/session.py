@@ -172,6 +172,31 @@ def connect(
         yield Connection(store, creds, source if cache else None, endpoint, region, signer or "")
 
 
+@contextmanager
+def connect_entry(
+    entry: Entry,
+    *,
+    override: CredentialSource | None,
+    header_lines: Sequence[str],
+    target: Target,
+    signer: str | None,
+    concurrency: int,
+    on_warning: Callable[[str], None],
+) -> Iterator[Connection]:
+    """Connect the way a journaled upload was made: its credential source,
+    endpoint and signer, unless the command line overrides them."""
+    backend = signer or entry.signer
+    source = override or source_from_record(entry.credentials, header_lines, signer=backend)
+    with connect(
+        source,
+        target_of(entry, target),
+        concurrency=concurrency,
+        on_warning=on_warning,
+        signer=backend,
+    ) as conn:
+        yield conn
+
+
 def run(
     conn: Connection,
     jobs: Sequence[Job],
